@@ -1,0 +1,56 @@
+"""Side-by-side comparison of methods on one batch: the table every script prints."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import Tensor
+
+from l2o.eval.metrics import iterations_to, median, relative_suboptimality, speedup
+from l2o.eval.rollout import Method, rollout
+from l2o.eval.tables import Table
+from problems.base import Instances
+
+
+def compare(
+    methods: dict[str, Method],
+    instances: Instances,
+    steps: int,
+    *,
+    checkpoints: Sequence[int] = (10, 100),
+    tolerances: Sequence[float] = (1e-2, 1e-4),
+    baseline: str | None = None,
+    scenario: str = "",
+) -> tuple[Table, dict[str, Tensor]]:
+    """Roll out every method on ``instances`` and tabulate:
+
+    * median relative suboptimality at each step in ``checkpoints`` (those <= steps),
+    * median iterations to each relative tolerance in ``tolerances`` (inf: not reached),
+    * speedup vs ``baseline`` at the tightest tolerance (ratio of median iterations).
+
+    Returns the table and the relative-suboptimality curves ``(T + 1, B)`` per method.
+    """
+    if baseline is not None and baseline not in methods:
+        raise KeyError(f"baseline {baseline!r} is not one of {sorted(methods)}")
+    checkpoints = [k for k in checkpoints if k <= steps]
+    tightest = min(tolerances)
+    columns = ["scenario", "method"]
+    columns += [f"rel@{k}" for k in checkpoints]
+    columns += [f"iters<={eps:g}" for eps in tolerances]
+    if baseline is not None:
+        columns.append(f"speedup_vs_{baseline}")
+    optimum = instances.optimum()
+    curves = {
+        name: relative_suboptimality(rollout(method, instances, steps).objective, optimum)
+        for name, method in methods.items()
+    }
+    iterations = {name: {eps: iterations_to(c, eps) for eps in tolerances} for name, c in curves.items()}
+    table = Table(columns)
+    for name, curve in curves.items():
+        row = {"scenario": scenario, "method": name}
+        row.update({f"rel@{k}": median(curve[k]) for k in checkpoints})
+        row.update({f"iters<={eps:g}": median(iterations[name][eps]) for eps in tolerances})
+        if baseline is not None:
+            row[f"speedup_vs_{baseline}"] = speedup(iterations[baseline][tightest], iterations[name][tightest])
+        table.add(**row)
+    return table, curves

@@ -1,0 +1,117 @@
+"""Run an optimizer on a batch of problem instances and record its trajectory."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Callable, Iterator
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from l2o.optim.base import RuleOptimizer
+from l2o.rules.base import State, StepContext, UpdateRule
+from problems.base import Instances
+
+OptimizerFactory = Callable[[list[dict]], Optimizer]
+Method = UpdateRule | OptimizerFactory
+
+
+@dataclasses.dataclass
+class Trajectory:
+    """Objective values along a run.
+
+    Attributes:
+        objective: ``(T + 1, B)`` F at the reported iterate, k = 0 … T.
+        final: ``(B, n)`` the last reported iterate.
+    """
+
+    objective: Tensor
+    final: Tensor
+
+
+def unroll(
+    rule: UpdateRule, instances: Instances, steps: int, x: Tensor | None = None,
+    state: State | None = None,
+) -> Iterator[tuple[Tensor, State]]:
+    """Yield ``(x_k, state_k)`` for k = 1 … ``steps`` of ``rule`` on ``instances``.
+
+    Differentiable when run with grad enabled (meta-training); ``x`` and ``state``
+    default to the instances' start and the rule's initial state.
+    """
+    ctx = StepContext.for_instances(instances)
+    x = instances.x0() if x is None else x
+    instances.check_point(x)
+    state = rule.init_state(x, ctx) if state is None else state
+    for _ in range(steps):
+        x, state = rule.step(x, instances.grad(x), state, ctx)
+        yield x, state
+
+
+def rollout(method: Method, instances: Instances, steps: int, differentiable: bool = False) -> Trajectory:
+    """Run ``method`` for ``steps`` iterations from ``instances.x0()``.
+
+    Args:
+        method: an :class:`~l2o.rules.UpdateRule` (batched, fast), or a factory
+            ``make_optimizer(param_groups) -> torch.optim.Optimizer``. The factory gets one
+            group per instance, ``{"params": [x_b], "l1": λ_b, "lipschitz": L_b}``, and
+            the closure returns the summed smooth losses; so its optimizer must honour
+            ``l1`` on composite problems (every ``l2o.optim`` optimizer does).
+        instances: the batch.
+        steps: number of iterations T >= 0.
+        differentiable: keep the autograd graph (rules only).
+    """
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+    if isinstance(method, UpdateRule):
+        grad_mode = contextlib.nullcontext() if differentiable else torch.no_grad()
+        with grad_mode:
+            return _rollout_rule(method, instances, steps)
+    if differentiable:
+        raise ValueError("differentiable rollouts need an UpdateRule, not an optimizer")
+    return _rollout_optimizer(method, instances, steps)
+
+
+def _rollout_rule(rule: UpdateRule, instances: Instances, steps: int) -> Trajectory:
+    x = instances.x0()
+    values = [instances.objective(x)]
+    for x, state in unroll(rule, instances, steps, x=x):
+        x_reported = rule.iterate(x, state)
+        values.append(instances.objective(x_reported))
+    final = x if steps == 0 else x_reported
+    return Trajectory(torch.stack(values), final)
+
+
+def _rollout_optimizer(factory: OptimizerFactory, instances: Instances, steps: int) -> Trajectory:
+    start = instances.x0()
+    params = [start[b].clone().requires_grad_(True) for b in range(instances.batch_size)]
+    lipschitz = instances.lipschitz().tolist()
+    l1 = instances.l1.tolist()
+    groups = [
+        {"params": [p], "l1": l1[b], "lipschitz": lipschitz[b]} for b, p in enumerate(params)
+    ]
+    optimizer = factory(groups)
+    if instances.is_composite and "l1" not in optimizer.defaults:
+        raise ValueError(
+            f"{type(optimizer).__name__} has no 'l1' option, so it cannot handle the "
+            "nonsmooth part of these composite instances"
+        )
+
+    def closure() -> Tensor:
+        optimizer.zero_grad()
+        loss = instances.f(torch.stack(params)).sum()
+        loss.backward()
+        return loss
+
+    def reported() -> Tensor:
+        points = optimizer.iterates() if isinstance(optimizer, RuleOptimizer) else params
+        return torch.stack([p.detach() for p in points])
+
+    with torch.no_grad():
+        values = [instances.objective(reported())]
+    for _ in range(steps):
+        optimizer.step(closure)
+        with torch.no_grad():
+            values.append(instances.objective(reported()))
+    return Trajectory(torch.stack(values), reported())

@@ -1,0 +1,155 @@
+"""``RuleOptimizer``: a ``torch.optim.Optimizer`` that runs an :class:`UpdateRule`.
+
+Each param group is one problem instance: its parameters' values and gradients are
+flattened into ``x, grad: (1, N)`` (N = total number of elements in the group), the
+rule takes one step under ``torch.no_grad()``, and the result is written back. The
+rule's state for the group lives in ``self.state[group["params"][0]]``, so
+``state_dict()`` / ``load_state_dict()`` work as for any torch optimizer.
+
+Group options understood by every ``RuleOptimizer``:
+
+* ``l1`` (float >= 0): the step is proximal for ``l1 * ||params||_1``; the closure and
+  ``.grad`` hold the smooth part only.
+* ``lipschitz`` (float > 0 or None): a known Lipschitz constant of the smooth gradient,
+  used by rules whose step defaults to ``1 / L``.
+
+Policies (documented and tested):
+
+* A parameter whose ``.grad`` is None is not updated; the rule sees a zero gradient for
+  its coordinates. A group where no parameter has a gradient is skipped entirely.
+* Sparse or complex gradients/parameters, and parameters of mixed dtype or device in one
+  group, raise ``ValueError``/``RuntimeError`` before anything is changed.
+* Non-finite gradients raise ``FloatingPointError`` before any parameter or state is
+  touched (set ``check_finite=False`` to skip the check, e.g. under a GradScaler).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from l2o.rules.base import State, StepContext, UpdateRule
+
+
+def validate_l1_and_lipschitz(group: dict[str, Any]) -> None:
+    """Checks of the group options every ``RuleOptimizer`` shares."""
+    l1 = group["l1"]
+    if not isinstance(l1, (int, float)) or not (0.0 <= l1 < float("inf")):
+        raise ValueError(f"Invalid l1 (L1 weight λ): {l1} (must be a finite float >= 0)")
+    lipschitz = group["lipschitz"]
+    if lipschitz is not None and (
+        not isinstance(lipschitz, (int, float)) or not (0.0 < lipschitz < float("inf"))
+    ):
+        raise ValueError(f"Invalid lipschitz: {lipschitz} (must be None or a finite float > 0)")
+
+
+class RuleOptimizer(Optimizer):
+    """Base class: subclasses say which rule runs a group (:meth:`rule_for`) and how a
+    group's hyperparameters are checked (:meth:`validate_group`)."""
+
+    def __init__(
+        self, params: Iterable[Tensor] | Iterable[dict[str, Any]], defaults: dict[str, Any],
+        check_finite: bool = True,
+    ) -> None:
+        self.check_finite = check_finite
+        super().__init__(params, {"l1": 0.0, "lipschitz": None, **defaults})
+
+    # ---------------------------------------------------------------- hooks
+    def rule_for(self, group: dict[str, Any]) -> UpdateRule:
+        """The rule that steps ``group``."""
+        raise NotImplementedError
+
+    def validate_group(self, group: dict[str, Any]) -> None:
+        """Raise ``ValueError`` naming a bad hyperparameter of ``group``."""
+        validate_l1_and_lipschitz(group)
+
+    # ------------------------------------------------------------- contract
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            for p in group["params"]:
+                if p.is_complex():
+                    raise ValueError("complex parameters are not supported by l2o optimizers")
+                if p.is_sparse:
+                    raise ValueError("sparse parameters are not supported by l2o optimizers")
+            if len({(p.dtype, p.device) for p in group["params"]}) > 1:
+                raise ValueError("all parameters of a param group must share dtype and device")
+            self.validate_group(group)
+        except ValueError:
+            self.param_groups.pop()
+            raise
+
+    def _context(self, group: dict[str, Any], like: Tensor) -> StepContext:
+        return StepContext.constant(like, l1=group["l1"], lipschitz=group["lipschitz"])
+
+    def _flat_gradient(self, group: dict[str, Any]) -> Tensor | None:
+        params = group["params"]
+        grads = [p.grad for p in params]
+        if all(g is None for g in grads):
+            return None
+        for g in grads:
+            if g is not None and g.is_sparse:
+                raise RuntimeError("l2o optimizers do not support sparse gradients")
+        flat = torch.cat(
+            [torch.zeros_like(p).reshape(-1) if g is None else g.reshape(-1) for p, g in zip(params, grads)]
+        ).unsqueeze(0)
+        if self.check_finite and not bool(torch.isfinite(flat).all()):
+            raise FloatingPointError(
+                "non-finite gradient (NaN or inf); nothing was updated. "
+                "Pass check_finite=False to let the rule see it."
+            )
+        return flat
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One step of every param group; ``closure`` re-evaluates the loss with grads."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        # Validate every group before changing any, so an error loses nothing.
+        pending = [(group, self._flat_gradient(group)) for group in self.param_groups]
+        for group, grad in pending:
+            if grad is not None:
+                self._step_group(group, grad)
+        return loss
+
+    def _step_group(self, group: dict[str, Any], grad: Tensor) -> None:
+        params = group["params"]
+        x = torch.cat([p.reshape(-1) for p in params]).unsqueeze(0)
+        rule = self.rule_for(group)
+        ctx = self._context(group, x)
+        slot = self.state[params[0]]
+        state: State = slot.get("rule_state") or rule.init_state(x, ctx)
+        x_next, new_state = rule.step(x, grad, state, ctx)
+        slot["rule_state"] = new_state
+        slot["step"] = slot.get("step", torch.tensor(0.0)) + 1
+        offset = 0
+        for p in params:
+            n = p.numel()
+            if p.grad is not None:
+                p.copy_(x_next[0, offset : offset + n].view_as(p))
+            offset += n
+
+    def iterates(self) -> list[Tensor]:
+        """For every parameter (in param-group order), the rule's reported iterate: the
+        parameter itself, or e.g. FISTA's main iterate x_k when the parameter holds the
+        extrapolated point y_k."""
+        out: list[Tensor] = []
+        for group in self.param_groups:
+            params = group["params"]
+            state = self.state.get(params[0], {}).get("rule_state")
+            if not state:
+                out.extend(p.detach() for p in params)
+                continue
+            x = torch.cat([p.detach().reshape(-1) for p in params]).unsqueeze(0)
+            reported = self.rule_for(group).iterate(x, state)
+            offset = 0
+            for p in params:
+                out.append(reported[0, offset : offset + p.numel()].view_as(p))
+                offset += p.numel()
+        return out

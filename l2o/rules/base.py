@@ -1,0 +1,102 @@
+"""The update-rule interface shared by every optimizer in l2o.
+
+An update rule maps the current point and the gradient of the smooth part to the next
+point, carrying an explicit state dict. It is pure: ``step`` returns a new state and
+never mutates its inputs, so the same rule runs
+
+* differentiably on a batch of problem instances (meta-training unrolls), and
+* under ``torch.no_grad()`` inside :class:`l2o.optim.RuleOptimizer` on the flattened
+  parameters of a param group (deployment, B = 1).
+
+Shapes: ``x``, ``grad``: ``(B, n)``; per-instance scalars in the context: ``(B, 1)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor, nn
+
+State = dict[str, Tensor]
+
+
+@dataclasses.dataclass
+class StepContext:
+    """What a rule may know about the problem besides the gradient.
+
+    Attributes:
+        l1: ``(B, 1)`` weight λ of the nonsmooth part ``λ ||x||_1`` (zeros if smooth).
+        lipschitz: ``(B, 1)`` Lipschitz constant L of the smooth gradient, or None when
+            unknown (deployment on a model); rules that need it then need an explicit lr.
+    """
+
+    l1: Tensor
+    lipschitz: Tensor | None = None
+
+    @classmethod
+    def for_instances(cls, instances) -> "StepContext":
+        """The context of a :class:`problems.Instances` batch."""
+        return cls(l1=instances.l1[:, None], lipschitz=instances.lipschitz()[:, None])
+
+    @classmethod
+    def constant(
+        cls, like: Tensor, l1: float = 0.0, lipschitz: float | None = None
+    ) -> "StepContext":
+        """A context with the same scalars for every row of ``like: (B, n)``."""
+        shape = (like.shape[0], 1)
+        return cls(
+            l1=torch.full(shape, float(l1), dtype=like.dtype, device=like.device),
+            lipschitz=None
+            if lipschitz is None
+            else torch.full(shape, float(lipschitz), dtype=like.dtype, device=like.device),
+        )
+
+
+class UpdateRule(nn.Module):
+    """Base class of update rules: ``x_{k+1}, s_{k+1} = step(x_k, ∇f(x_k), s_k, ctx)``.
+
+    Subclasses implement :meth:`init_state` and :meth:`step`. A rule whose gradient is
+    taken at an auxiliary point (FISTA's extrapolation ``y_k``) returns that point from
+    ``step`` and reports its main iterate through :meth:`iterate`.
+    """
+
+    def init_state(self, x: Tensor, ctx: StepContext) -> State:
+        """The state before the first step at ``x: (B, n)``."""
+        return {}
+
+    def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
+        """One update. ``grad`` is ∇f at ``x`` (the smooth part only)."""
+        raise NotImplementedError
+
+    def iterate(self, x: Tensor, state: State) -> Tensor:
+        """The point whose objective is reported (default: ``x`` itself)."""
+        return x
+
+    def forward(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
+        return self.step(x, grad, state, ctx)
+
+
+def step_size(lr: float | None, ctx: StepContext, rule: str) -> Tensor | float:
+    """``lr`` if given, else ``1 / L`` from the context (``(B, 1)``).
+
+    Raises ``ValueError`` when neither is available.
+    """
+    if lr is not None:
+        return lr
+    if ctx.lipschitz is None:
+        raise ValueError(
+            f"{rule} needs a step size: pass lr=..., or give the Lipschitz constant "
+            "(lipschitz=... on the optimizer, or a problems.Instances batch)"
+        )
+    return 1.0 / ctx.lipschitz
+
+
+def validate_lr(lr: float | None, allow_none: bool = True) -> None:
+    """Shared hyperparameter check: ``lr`` is None (use 1/L) or a finite float >= 0."""
+    if lr is None:
+        if not allow_none:
+            raise ValueError("Invalid learning rate: None (a float >= 0 is required)")
+        return
+    if not isinstance(lr, (int, float)) or not (0.0 <= float(lr) < float("inf")):
+        raise ValueError(f"Invalid learning rate: {lr}")

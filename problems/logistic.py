@@ -1,0 +1,196 @@
+"""Logistic regression ``F(x) = (1/m) Σ_i log(1 + exp(-y_i a_iᵀ x)) + ρ/2 ||x||² + λ ||x||_1``.
+
+* :class:`LogisticL1Family` — sparse logistic regression (ρ = 0, λ > 0) as in GoMathL2O.
+* :class:`LogisticFamily` — smooth, ρ-strongly convex logistic regression (λ = 0) for
+  the BFGS work.
+
+Labels are ±1. A batch has either λ = 0 (smooth; F* by Newton) or ρ = 0 (sparse; F* by
+FISTA with a duality-gap certificate); both at once is rejected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor
+from torch.nn.functional import softplus
+
+from problems.base import Instances, ProblemFamily, require, sparse_gaussian
+from problems.solvers import solve_fista, solve_newton
+
+
+@dataclasses.dataclass(eq=False, kw_only=True)
+class LogisticInstances(Instances):
+    """Attributes:
+    A: ``(B, m, n)`` features (rows a_i).
+    y: ``(B, m)`` labels in {-1, +1}.
+    ridge: ``(B,)`` ρ >= 0.
+    """
+
+    A: Tensor
+    y: Tensor
+    ridge: Tensor
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.A.dim() != 3 or self.A.shape[2] != self.dim:
+            raise ValueError(
+                f"A must have shape (B, m, n) with n = {self.dim}, got {tuple(self.A.shape)}"
+            )
+        if self.y.shape != self.A.shape[:2]:
+            raise ValueError(
+                f"y must have shape (B, m) = {tuple(self.A.shape[:2])}, got {tuple(self.y.shape)}"
+            )
+        if not bool((self.y.abs() == 1).all()):
+            raise ValueError("labels y must be -1 or +1")
+        if self.ridge.shape != (self.batch_size,) or (self.ridge < 0).any():
+            raise ValueError("ridge must be a non-negative (B,) tensor")
+        if bool(((self.ridge > 0) & (self.l1 > 0)).any()):
+            raise ValueError("an instance cannot have both ridge > 0 and l1 > 0")
+
+    def margins(self, x: Tensor) -> Tensor:
+        """``z_i = y_i a_iᵀ x``: ``(B, n) -> (B, m)``."""
+        self.check_point(x)
+        return self.y * torch.einsum("bmn,bn->bm", self.A, x)
+
+    def f(self, x: Tensor) -> Tensor:
+        loss = softplus(-self.margins(x)).mean(-1)
+        return loss + 0.5 * self.ridge * x.pow(2).sum(-1)
+
+    def grad(self, x: Tensor) -> Tensor:
+        """``-(1/m) Aᵀ (y ⊙ σ(-z)) + ρ x``."""
+        weights = self.y * torch.sigmoid(-self.margins(x)) / self.A.shape[1]
+        return -torch.einsum("bmn,bm->bn", self.A, weights) + self.ridge[:, None] * x
+
+    def hessian(self, x: Tensor) -> Tensor:
+        """``(1/m) Aᵀ diag(σ(z) σ(-z)) A + ρ I``: ``(B, n) -> (B, n, n)``."""
+        z = self.margins(x)
+        curvature = torch.sigmoid(z) * torch.sigmoid(-z) / self.A.shape[1]
+        eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
+        return torch.einsum("bmi,bm,bmj->bij", self.A, curvature, self.A) + self.ridge[:, None, None] * eye
+
+    def lipschitz(self) -> Tensor:
+        """``||A||_2² / (4 m) + ρ``."""
+        return torch.linalg.matrix_norm(self.A, ord=2).pow(2) / (4 * self.A.shape[1]) + self.ridge
+
+    def duality_gap(self, x: Tensor) -> Tensor:
+        """Gap to the dual ``D(θ) = (1/m) Σ H(θ_i)`` (binary entropy, nats) at
+        ``θ = s σ(-z)`` scaled so that ``||(1/m) Aᵀ (y ⊙ θ)||_∞ <= λ``. Needs ρ = 0, λ > 0."""
+        theta = torch.sigmoid(-self.margins(x))
+        correlation = torch.einsum("bmn,bm->bn", self.A, self.y * theta).abs().amax(-1)
+        correlation = correlation / self.A.shape[1]
+        scale = torch.clamp(self.l1 / correlation.clamp_min(torch.finfo(x.dtype).tiny), max=1.0)
+        theta = scale[:, None] * theta
+        entropy = -(torch.xlogy(theta, theta) + torch.xlogy(1 - theta, 1 - theta)).mean(-1)
+        return self.objective(x) - entropy
+
+    def _solve(self) -> tuple[Tensor, Tensor, Tensor]:
+        problem = self.to(dtype=torch.float64)
+        zeros = torch.zeros_like(problem.start)
+        if bool((problem.l1 > 0).all()):
+            return solve_fista(
+                problem.objective,
+                problem.grad,
+                problem.duality_gap,
+                problem.lipschitz(),
+                problem.l1,
+                zeros,
+            )
+        if bool((problem.ridge > 0).all()):
+            return solve_newton(problem.f, problem.grad, problem.hessian, problem.ridge, zeros)
+        raise ValueError(
+            "F* needs every instance of a batch to have l1 > 0 (sparse) or ridge > 0 (smooth)"
+        )
+
+
+def _classification_data(
+    batch: int,
+    m: int,
+    n: int,
+    sparsity: int,
+    label_noise: float,
+    data_scale: float,
+    generator: torch.Generator,
+) -> tuple[Tensor, Tensor]:
+    """Gaussian features ``A ~ N(0, data_scale²)`` and labels ``y = sign(A x_true)``
+    from a sparse ``x_true``, each flipped with probability ``label_noise``."""
+    A = data_scale * torch.randn(batch, m, n, generator=generator, dtype=torch.float64)
+    x_true = sparse_gaussian(batch, n, sparsity, generator)
+    y = torch.sign(torch.einsum("bmn,bn->bm", A, x_true))
+    y = torch.where(y == 0, torch.ones_like(y), y)
+    flips = torch.rand(batch, m, generator=generator, dtype=torch.float64) < label_noise
+    return A, torch.where(flips, -y, y)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LogisticL1Family(ProblemFamily):
+    """Sparse logistic regression (ρ = 0, λ = ``l1``) on synthetic Gaussian data.
+
+    Labels come from a ``sparsity``-sparse ground truth with ``label_noise`` flips.
+    x0 = ``x0_shift + x0_std · N(0, I)`` (InD: x0_std = 1 as for LASSO).
+    """
+
+    m: int = 500
+    n: int = 50
+    sparsity: int = 10
+    l1: float = 0.01
+    label_noise: float = 0.1
+    data_scale: float = 1.0
+    x0_std: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _validate_classification(self)
+        require(self.l1 > 0, "l1", self.l1, "sparse logistic regression needs λ > 0")
+
+    def _generate(self, batch: int, generator: torch.Generator) -> LogisticInstances:
+        A, y = _classification_data(
+            batch, self.m, self.n, self.sparsity, self.label_noise, self.data_scale, generator
+        )
+        start = self._initial_points(batch, self.n, generator)
+        return LogisticInstances(
+            A=A,
+            y=y,
+            ridge=torch.zeros(batch, dtype=torch.float64),
+            l1=torch.full((batch,), float(self.l1), dtype=torch.float64),
+            start=start,
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LogisticFamily(ProblemFamily):
+    """Smooth ρ-strongly convex logistic regression (λ = 0, ρ = ``ridge``)."""
+
+    m: int = 200
+    n: int = 50
+    sparsity: int = 50
+    ridge: float = 1e-2
+    label_noise: float = 0.1
+    data_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _validate_classification(self)
+        require(self.ridge > 0, "ridge", self.ridge, "must be > 0 (strong convexity)")
+
+    def _generate(self, batch: int, generator: torch.Generator) -> LogisticInstances:
+        A, y = _classification_data(
+            batch, self.m, self.n, self.sparsity, self.label_noise, self.data_scale, generator
+        )
+        start = self._initial_points(batch, self.n, generator)
+        return LogisticInstances(
+            A=A,
+            y=y,
+            ridge=torch.full((batch,), float(self.ridge), dtype=torch.float64),
+            l1=torch.zeros(batch, dtype=torch.float64),
+            start=start,
+        )
+
+
+def _validate_classification(family: LogisticL1Family | LogisticFamily) -> None:
+    require(family.m >= 1, "m", family.m, "must be >= 1")
+    require(family.n >= 1, "n", family.n, "must be >= 1")
+    require(1 <= family.sparsity <= family.n, "sparsity", family.sparsity, f"must be in [1, n={family.n}]")
+    require(0 <= family.label_noise < 0.5, "label_noise", family.label_noise, "must be in [0, 0.5)")
+    require(family.data_scale > 0, "data_scale", family.data_scale, "must be > 0")
