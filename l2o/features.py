@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from problems.proximal import l1_subgradient
+from problems.proximal import l1_subdifferential_bounds, l1_subgradient
 
 
 def composite_gradient(x: Tensor, grad: Tensor, l1: Tensor | float) -> Tensor:
@@ -26,3 +26,42 @@ def instance_dot(a: Tensor, b: Tensor) -> Tensor:
 def instance_norm(a: Tensor, eps: float = 0.0) -> Tensor:
     """Per-instance Euclidean norm ``||a_b||``, floored at ``eps``: ``(B, n) -> (B, 1)``."""
     return torch.linalg.vector_norm(a, dim=-1, keepdim=True).clamp_min(eps)
+
+
+def first_value_scale(stored: Tensor, current: Tensor) -> Tensor:
+    """A per-instance normalizer fixed at k = 0: ``stored`` once set (> 0), else
+    ``current``. Both ``(B, 1)``; no host synchronization."""
+    return torch.where(stored > 0, stored, current)
+
+
+def gradient_features(
+    grad: Tensor, x: Tensor, l1: Tensor, scales: Tensor
+) -> tuple[Tensor, Tensor]:
+    """GoMathL2O's gradient-only features (3 per coordinate) and their k = 0 scales.
+
+    ``[∇f(x_k), lower, upper]`` where ``[lower, upper]`` is the subdifferential of
+    ``λ||x||_1`` at ``x_k`` (coordinate-wise), each divided by its own norm at k = 0 so
+    the input magnitude stays bounded whatever the problem's scale.
+
+    Args:
+        grad, x: ``(B, n)``.
+        l1: ``(B, 1)``.
+        scales: ``(B, 3)`` norms fixed at k = 0 (zeros before the first step).
+    Returns:
+        ``features (B, n, 3)`` and the ``(B, 3)`` scales to keep.
+    """
+    lower, upper = l1_subdifferential_bounds(x, l1)
+    raw = torch.stack([grad, lower, upper], dim=-1)
+    scales = first_value_scale(scales, torch.linalg.vector_norm(raw, dim=1))
+    tiny = torch.finfo(raw.dtype).tiny
+    return raw / scales.clamp_min(tiny)[:, None, :], scales
+
+
+def log_sign_preprocess(grad: Tensor, p: float = 10.0) -> Tensor:
+    """Andrychowicz et al.'s gradient preprocessing, ``(B, n) -> (B, n, 2)``:
+    ``(log|g| / p, sign g)`` if ``|g| >= e^{-p}``, else ``(-1, e^p g)``."""
+    magnitude = grad.abs()
+    large = magnitude >= torch.exp(torch.tensor(-p, dtype=grad.dtype))
+    first = torch.where(large, torch.log(magnitude.clamp_min(torch.finfo(grad.dtype).tiny)) / p, -torch.ones_like(grad))
+    second = torch.where(large, torch.sign(grad), grad * float(torch.exp(torch.tensor(p))))
+    return torch.stack([first, second], dim=-1)

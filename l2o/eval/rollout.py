@@ -33,14 +33,15 @@ class Trajectory:
 
 def unroll(
     rule: UpdateRule, instances: Instances, steps: int, x: Tensor | None = None,
-    state: State | None = None,
+    state: State | None = None, ctx: StepContext | None = None,
 ) -> Iterator[tuple[Tensor, State]]:
     """Yield ``(x_k, state_k)`` for k = 1 … ``steps`` of ``rule`` on ``instances``.
 
-    Differentiable when run with grad enabled (meta-training); ``x`` and ``state``
-    default to the instances' start and the rule's initial state.
+    Differentiable when run with grad enabled (meta-training); ``x``, ``state`` and
+    ``ctx`` default to the instances' start, the rule's initial state and
+    ``StepContext.for_instances(instances)`` (pass it to avoid recomputing L).
     """
-    ctx = StepContext.for_instances(instances)
+    ctx = StepContext.for_instances(instances) if ctx is None else ctx
     x = instances.x0() if x is None else x
     instances.check_point(x)
     state = rule.init_state(x, ctx) if state is None else state

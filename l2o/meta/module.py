@@ -1,0 +1,124 @@
+"""``MetaTrainer``: meta-trains an update rule on batches of problem instances.
+
+Each training batch is unrolled for ``horizon`` steps in segments of ``unroll`` steps
+(truncated back-propagation through time): after each segment the meta-loss over the
+segment is back-propagated into the rule's weights, the meta-gradient is clipped, the
+meta-optimizer steps, and the iterate and rule state (LSTM hidden state included) are
+detached and carried into the next segment. Manual optimization, since one batch makes
+``horizon / unroll`` meta-steps.
+
+Validation rolls the rule out on each fixed scenario of the data module (InD and OOD)
+for ``val_steps`` and logs the median relative suboptimality at ``val_checkpoints`` as
+``val/{scenario}/rel@{k}``, and ``val/loss`` = mean log10 relative suboptimality of the
+InD scenario at ``val_steps`` (what checkpoints monitor).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning import LightningModule
+from torch import Tensor
+
+from l2o.eval.metrics import median, relative_suboptimality
+from l2o.eval.rollout import rollout, unroll
+from l2o.meta.losses import META_LOSSES
+from l2o.rules import StepContext, build_rule
+from problems import Instances
+
+
+class MetaTrainer(LightningModule):
+    """Args:
+    rule: registry name of the rule (``gomath``, ``mathl2o``, ``l2l``, ``rnnprop``).
+    rule_config: its constructor arguments (e.g. ``{"hidden_size": 20}``).
+    horizon: T, optimizer steps per training batch.
+    unroll: K, steps per truncated segment (T must be a multiple of K).
+    meta_loss: ``mean`` | ``weighted`` | ``last`` | ``log_relative``.
+    lr: meta-optimizer (Adam) learning rate.
+    lr_milestones: meta-steps at which the learning rate is multiplied by ``lr_gamma``.
+    lr_gamma: the schedule's factor.
+    grad_clip: max norm of the meta-gradient (0 disables clipping).
+    val_steps: validation rollout length.
+    val_checkpoints: steps at which validation relative suboptimality is logged.
+    """
+
+    def __init__(
+        self,
+        rule: str = "gomath",
+        rule_config: dict[str, Any] | None = None,
+        horizon: int = 100,
+        unroll: int = 20,
+        meta_loss: str = "mean",
+        lr: float = 1e-2,
+        lr_milestones: list[int] | None = None,
+        lr_gamma: float = 0.1,
+        grad_clip: float = 1.0,
+        val_steps: int = 100,
+        val_checkpoints: list[int] | None = None,
+    ) -> None:
+        super().__init__()
+        if horizon < 1 or unroll < 1 or horizon % unroll:
+            raise ValueError(f"horizon ({horizon}) must be a positive multiple of unroll ({unroll})")
+        if meta_loss not in META_LOSSES:
+            raise ValueError(f"Invalid meta_loss: {meta_loss!r}; choose from {sorted(META_LOSSES)}")
+        if not lr > 0 or grad_clip < 0:
+            raise ValueError(f"Invalid lr ({lr}) or grad_clip ({grad_clip})")
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.rule = build_rule(rule, **(rule_config or {}))
+        self.meta_loss = META_LOSSES[meta_loss]
+        self.val_checkpoints = sorted(k for k in (val_checkpoints or [10, 50, val_steps]) if k <= val_steps)
+
+    # -------------------------------------------------------------- training
+    def training_step(self, instances: Instances, batch_idx: int) -> Tensor:
+        optimizer = self.optimizers()
+        scheduler = self.lr_schedulers()
+        hp = self.hparams
+        ctx = StepContext.for_instances(instances)
+        optimum = instances.optimum() if hp.meta_loss == "log_relative" else None
+        x = instances.x0()
+        state = self.rule.init_state(x, ctx)
+        losses = []
+        for start in range(0, hp.horizon, hp.unroll):
+            values = []
+            for x, state in unroll(self.rule, instances, hp.unroll, x=x, state=state, ctx=ctx):
+                values.append(instances.objective(self.rule.iterate(x, state)))
+            steps = torch.arange(start + 1, start + hp.unroll + 1, device=x.device)
+            loss = self.meta_loss(torch.stack(values), steps, optimum, hp.horizon)
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            norm = torch.nn.utils.clip_grad_norm_(
+                self.rule.parameters(), hp.grad_clip if hp.grad_clip > 0 else float("inf")
+            )
+            # A non-finite meta-gradient would destroy the weights: skip that update.
+            if bool(torch.isfinite(norm)):
+                optimizer.step()
+            scheduler.step()
+            self.log("train/grad_norm", norm, on_step=True)
+            x = x.detach()
+            state = {k: v.detach() for k, v in state.items()}
+            losses.append(loss.detach())
+        mean_loss = torch.stack(losses).mean()
+        self.log("train/meta_loss", mean_loss, prog_bar=True, on_step=True)
+        return mean_loss
+
+    # ------------------------------------------------------------ validation
+    def validation_step(self, batch: tuple[str, Instances], batch_idx: int) -> None:
+        name, instances = batch
+        trajectory = rollout(self.rule, instances, self.hparams.val_steps)
+        relative = relative_suboptimality(trajectory.objective, instances.optimum())
+        for k in self.val_checkpoints:
+            self.log(f"val/{name}/rel@{k}", median(relative[k]), batch_size=instances.batch_size)
+        if name == "ind":
+            final = torch.log10(relative[-1].clamp_min(1e-12))
+            self.log("val/loss", torch.nan_to_num(final, nan=99.0, posinf=99.0).mean(),
+                     prog_bar=True, batch_size=instances.batch_size)
+
+    # -------------------------------------------------------------- optimizer
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.rule.parameters(), lr=self.hparams.lr)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(self.hparams.lr_milestones or []), gamma=self.hparams.lr_gamma
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
