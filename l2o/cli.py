@@ -1,77 +1,197 @@
 """The ``l2o`` command line.
 
-``l2o demo`` — classical baselines on an in-distribution (InD) and two out-of-distribution
-(OOD) LASSO batches: a comparison table on stdout, plus CSV/JSON/PNG in ``--out``.
+  l2o fit --config configs/gomath_lasso_toy.yaml   meta-train (LightningCLI; --help for all flags)
+  l2o validate --config ... --ckpt_path CKPT        validate a checkpoint
+  l2o export CKPT NAME [--dir checkpoints]          Lightning checkpoint -> zoo entry (+ eval numbers)
+  l2o zoo                                           list the zoo with its cards
+  l2o eval ENTRY [--family lasso ...]               a zoo entry or checkpoint vs baselines, InD and OOD
+  l2o demo                                          train a small GoMathL2O on LASSO, evaluate it
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
-import torch
-
-from l2o.eval import Table, compare, plot_convergence
-from l2o.rules import AdamHDRule, AdamRule, FISTARule, ProxGDRule
-from problems import LassoFamily
+LIGHTNING_COMMANDS = ("fit", "validate")
 
 
-def baseline_rules() -> dict:
-    """The classical baselines every comparison includes."""
-    return {
-        "ISTA": ProxGDRule(),
-        "FISTA": FISTARule(),
-        "FISTA-restart": FISTARule(restart=True),
-        "Adam": AdamRule(lr=1e-2),
-        "Adam-HD": AdamHDRule(lr=1e-2, hypergrad_lr=1e-5),
-    }
+def run_lightning(argv: list[str]) -> int:
+    """``l2o fit`` / ``l2o validate``: LightningCLI over MetaTrainer + ProblemDataModule.
+
+    Checkpoints: ``last.ckpt`` and the best by ``val/loss``, in the logger's directory;
+    ``--ckpt_path last`` (or a path) resumes.
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.cli import LightningCLI
+
+    from l2o.meta import MetaTrainer, ProblemDataModule
+
+    LightningCLI(
+        MetaTrainer,
+        ProblemDataModule,
+        args=argv,
+        trainer_defaults={"callbacks": [ModelCheckpoint(monitor="val/loss", save_last=True)]},
+        save_config_kwargs={"overwrite": True},
+    )
+    return 0
+
+
+def _scenario_families(family_name: str, family_params: dict[str, Any]):
+    from l2o.eval import default_scenarios
+    from l2o.meta import make_family
+
+    return default_scenarios(make_family(family_name, family_params))
+
+
+def evaluate_rule(rule, family_name: str, family_params: dict[str, Any], *, batch: int,
+                  steps: int, seed: int, out: str | Path | None, label: str):
+    """The learned ``rule`` against the classical baselines on the default scenarios."""
+    from l2o.eval import classical_baselines, evaluate_scenarios, in_double
+
+    methods = {label: in_double(rule), **classical_baselines()}
+    return evaluate_scenarios(
+        methods, _scenario_families(family_name, family_params), batch=batch, steps=steps,
+        seed=seed, baseline="FISTA", out=out, title=f"{family_name}: ",
+    )
+
+
+def export(args: argparse.Namespace) -> int:
+    from l2o import zoo
+
+    rule, hparams = zoo.rule_from_lightning_checkpoint(args.checkpoint)
+    data = hparams["data"]
+    family, family_params = data.get("family", "lasso"), data.get("family_params") or {}
+    table = evaluate_rule(rule, family, family_params, batch=args.eval_batch, steps=args.eval_steps,
+                          seed=args.eval_seed, out=None, label=args.name)
+    weights, card = zoo.save(
+        rule, Path(args.dir) / args.name,
+        training={"family": family, "family_params": family_params, **hparams["module"],
+                  "data": data, "global_step": hparams["global_step"], "epoch": hparams["epoch"]},
+        evaluation={"batch": args.eval_batch, "steps": args.eval_steps, "seed": args.eval_seed,
+                    "command": f"l2o eval {args.name} --batch {args.eval_batch} --steps {args.eval_steps} --seed {args.eval_seed}",
+                    "rows": json.loads(table.to_json())["rows"]},
+    )
+    print(table.to_markdown())
+    print(f"\nwrote {weights} and {card}")
+    return 0
+
+
+def list_zoo(args: argparse.Namespace) -> int:
+    from l2o import zoo
+
+    names = zoo.list()
+    if not names:
+        print(f"the zoo at {zoo.zoo_directory()} is empty")
+        return 0
+    for name in names:
+        card = zoo.read_card(zoo.zoo_directory() / f"{name}.json")
+        training = card.get("training", {})
+        print(f"{name}: rule={card['rule']} {card['rule_config']} family={training.get('family')} "
+              f"{training.get('family_params')} horizon={training.get('horizon')}")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from l2o import zoo
+
+    if str(args.entry).endswith(".ckpt"):
+        rule, hparams = zoo.rule_from_lightning_checkpoint(args.entry)
+        training = {"family": hparams["data"].get("family"), "family_params": hparams["data"].get("family_params")}
+    else:
+        entry = zoo.load(args.entry)
+        rule, training = entry.rule, entry.card.get("training", {})
+    family = args.family or training.get("family") or "lasso"
+    params = json.loads(args.family_params) if args.family_params else (training.get("family_params") or {})
+    table = evaluate_rule(rule, family, params, batch=args.batch, steps=args.steps, seed=args.seed,
+                          out=args.out, label=Path(str(args.entry)).stem)
+    print(table.to_markdown())
+    print(f"\nwrote {args.out}/report.md, report.csv, report.json and convergence_*.png")
+    return 0
 
 
 def demo(args: argparse.Namespace) -> int:
-    torch.manual_seed(0)
-    family = LassoFamily(m=args.m, n=args.n, sparsity=max(1, args.n // 10))
-    scenarios = {
-        "InD": family,
-        "OOD: A scaled x3": family.shifted(data_scale=3.0),
-        "OOD: x0 shifted +5": family.shifted(x0_shift=5.0),
-    }
-    merged: Table | None = None
+    """Meta-train GoMathL2O on toy LASSO on the CPU, export it, evaluate InD and OOD."""
+    import lightning as L
+
+    from l2o import zoo
+    from l2o.meta import MetaTrainer, ProblemDataModule
+
     out = Path(args.out)
-    for index, (name, scenario) in enumerate(scenarios.items()):
-        instances = scenario.sample(args.batch, seed=args.seed + index, dtype=torch.float64)
-        table, curves = compare(
-            baseline_rules(), instances, args.steps,
-            checkpoints=(10, 50, args.steps), tolerances=(1e-2, 1e-4), baseline="ISTA",
-            scenario=name,
-        )
-        merged = table if merged is None else Table(merged.columns, merged.rows + table.rows)
-        plot_convergence(curves, out / f"convergence_{index}.png", title=f"LASSO {args.m}x{args.n}: {name}")
-    assert merged is not None
-    print(f"LASSO {args.m}x{args.n}, {args.batch} instances per scenario, {args.steps} steps, "
-          "median over instances (rel = (F - F*)/|F*|)\n")
-    print(merged.to_markdown())
-    merged.save(out, "demo")
-    print(f"\nwrote {out}/demo.md, demo.csv, demo.json and convergence_*.png")
+    L.seed_everything(0, verbose=False)
+    family_params = {"m": 20, "n": 40, "sparsity": 5, "l1": 0.1}
+    data = ProblemDataModule(family="lasso", family_params=family_params, batch_size=64,
+                             steps_per_epoch=args.steps_per_epoch, val_batch_size=128,
+                             ood={"data_scale_x3": {"data_scale": 3.0}})
+    model = MetaTrainer(rule="gomath", horizon=100, unroll=20, lr=1e-2, val_steps=100)
+    trainer = L.Trainer(max_epochs=args.epochs, default_root_dir=out / "training", accelerator="cpu",
+                        log_every_n_steps=5, enable_model_summary=False)
+    trainer.fit(model, data)
+    rule = model.rule.eval()
+    table = evaluate_rule(rule, "lasso", family_params, batch=args.batch, steps=200, seed=args.seed,
+                          out=out, label="GoMathL2O (demo)")
+    zoo.save(rule, out / "gomath-demo", training={"family": "lasso", "family_params": family_params,
+                                                 **dict(model.hparams)})
+    print(f"\nLASSO 20x40: GoMathL2O meta-trained for {trainer.global_step} meta-steps "
+          f"vs classical baselines; {args.batch} held-out instances per scenario, "
+          "median rel = (F - F*)/|F*|, speedup = FISTA's median iterations to 1e-4 / the method's\n")
+    print(table.to_markdown())
+    print(f"\nwrote {out}/report.md, report.csv, report.json, convergence_*.png and the trained "
+          f"rule as a zoo entry {out}/gomath-demo.safetensors (+ .json)")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="l2o", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("demo", help="compare the classical baselines on InD and OOD LASSO")
-    run.add_argument("--m", type=int, default=100, help="rows of A (default 100)")
-    run.add_argument("--n", type=int, default=200, help="unknowns (default 200)")
-    run.add_argument("--batch", type=int, default=32, help="instances per scenario (default 32)")
-    run.add_argument("--steps", type=int, default=300, help="iterations (default 300)")
-    run.add_argument("--seed", type=int, default=0, help="first instance seed (default 0)")
+    parser = argparse.ArgumentParser(prog="l2o", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in LIGHTNING_COMMANDS:
+        commands.add_parser(name, help=f"meta-training: LightningCLI '{name}' (l2o {name} --help)")
+
+    run = commands.add_parser("demo", help="train a small GoMathL2O on LASSO and compare it with baselines")
+    run.add_argument("--epochs", type=int, default=4, help="meta-training epochs (default 4)")
+    run.add_argument("--steps-per-epoch", type=int, default=25, help="instance batches per epoch (default 25)")
+    run.add_argument("--batch", type=int, default=128, help="held-out instances per scenario (default 128)")
+    run.add_argument("--seed", type=int, default=10_000, help="first held-out seed (default 10000)")
     run.add_argument("--out", default="out/demo", help="output directory (default out/demo)")
     run.set_defaults(handler=demo)
+
+    exp = commands.add_parser("export", help="turn a meta-training checkpoint into a zoo entry")
+    exp.add_argument("checkpoint", help="a .ckpt written by l2o fit")
+    exp.add_argument("name", help="entry name, method first (e.g. gomath-lasso)")
+    exp.add_argument("--dir", default=None, help="zoo directory (default: the zoo's)")
+    exp.add_argument("--eval-batch", type=int, default=256)
+    exp.add_argument("--eval-steps", type=int, default=200)
+    exp.add_argument("--eval-seed", type=int, default=10_000)
+    exp.set_defaults(handler=export)
+
+    zoo_parser = commands.add_parser("zoo", help="list the zoo entries and their cards")
+    zoo_parser.set_defaults(handler=list_zoo)
+
+    ev = commands.add_parser("eval", help="evaluate a zoo entry or checkpoint vs baselines, InD and OOD")
+    ev.add_argument("entry", help="zoo name, .safetensors or .ckpt path")
+    ev.add_argument("--family", default=None, help="problem family (default: the entry's training family)")
+    ev.add_argument("--family-params", default=None, help='JSON, e.g. \'{"m": 20, "n": 40}\'')
+    ev.add_argument("--batch", type=int, default=256)
+    ev.add_argument("--steps", type=int, default=200)
+    ev.add_argument("--seed", type=int, default=10_000)
+    ev.add_argument("--out", default="out/eval")
+    ev.set_defaults(handler=evaluate)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        return run_lightning(argv)
     args = build_parser().parse_args(argv)
+    if getattr(args, "dir", "unset") is None:
+        from l2o.zoo import zoo_directory
+
+        args.dir = str(zoo_directory())
     return args.handler(args)
 
 

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 from torch import Tensor
 
 from l2o.optim.base import RuleOptimizer
-from l2o.rules.base import UpdateRule
+from l2o.rules.base import StepContext, UpdateRule, validate_lr
 
 
 class LearnedOptimizer(RuleOptimizer):
@@ -15,7 +15,7 @@ class LearnedOptimizer(RuleOptimizer):
 
     Usage::
 
-        opt = LearnedOptimizer(model.parameters(), rule=my_rule, l1=1e-3)
+        opt = LearnedOptimizer(model.parameters(), rule="gomath-lasso", lr=1e-2, l1=1e-3)
         for batch in data:
             opt.zero_grad()
             loss_fn(model(batch)).backward()   # smooth part only; l1 is handled by the rule
@@ -24,20 +24,37 @@ class LearnedOptimizer(RuleOptimizer):
     Args:
         params: parameters or param groups (groups may set their own ``l1`` and
             ``lipschitz``).
-        rule: an ``UpdateRule`` instance. Its weights are not part of the optimizer's
-            ``state_dict`` (they are the rule's own ``state_dict``).
+        rule: an ``UpdateRule``, a zoo name (``l2o.zoo.list()``), a ``.safetensors`` zoo
+            file or a ``.ckpt`` meta-training checkpoint. Its weights are not part of the
+            optimizer's ``state_dict`` (they are the rule's own).
         l1: λ of a nonsmooth part ``λ ||params||_1``, passed to the rule.
-        lipschitz: Lipschitz constant of the smooth gradient, if known.
+        lipschitz: Lipschitz constant L of the smooth gradient, if known. Rules whose
+            steps scale with ``1 / L`` (GoMathL2O, Math-L2O, ProxGD/FISTA without lr) need
+            it, or ``lr``.
+        lr: base step size for such rules, i.e. ``lipschitz = 1 / lr`` (give one of them).
     """
 
     def __init__(
-        self, params: Iterable[Tensor] | Iterable[dict[str, Any]], rule: UpdateRule,
-        l1: float = 0.0, lipschitz: float | None = None, check_finite: bool = True,
+        self, params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        rule: UpdateRule | str, l1: float = 0.0, lipschitz: float | None = None,
+        lr: float | None = None, check_finite: bool = True,
     ) -> None:
-        if not isinstance(rule, UpdateRule):
-            raise TypeError(f"rule must be an l2o.rules.UpdateRule, got {type(rule).__name__}")
-        self.rule = rule
-        super().__init__(params, {"l1": l1, "lipschitz": lipschitz}, check_finite)
+        from l2o.zoo import resolve_rule  # the zoo depends on l2o.optim's siblings only
+
+        self.rule = resolve_rule(rule)
+        super().__init__(params, {"l1": l1, "lipschitz": lipschitz, "lr": lr}, check_finite)
+
+    def validate_group(self, group: dict[str, Any]) -> None:
+        super().validate_group(group)
+        validate_lr(group["lr"])
+        if group["lr"] is not None and group["lipschitz"] is not None:
+            raise ValueError("give lr or lipschitz, not both (lr means lipschitz = 1 / lr)")
+
+    def _context(self, group: dict[str, Any], like: Tensor) -> StepContext:
+        lipschitz = group["lipschitz"]
+        if group["lr"] is not None and group["lr"] > 0:
+            lipschitz = 1.0 / group["lr"]
+        return StepContext.constant(like, l1=group["l1"], lipschitz=lipschitz)
 
     def rule_for(self, group: dict[str, Any]) -> UpdateRule:
         return self.rule

@@ -183,11 +183,13 @@ def test_complex_and_mixed_parameters_rejected(make):
         (lambda p: SGDHD(p, hypergrad_lr=-1.0), "Invalid hypergradient learning rate"),
         (lambda p: AdamHD(p, betas=(1.5, 0.9)), "Invalid betas"),
         (lambda p: AdamHD(p, eps=-1.0), "Invalid epsilon"),
-        (lambda p: LearnedOptimizer(p, rule="not-a-rule"), "must be an l2o.rules.UpdateRule"),
+        (lambda p: LearnedOptimizer(p, rule=3), "must be an l2o.rules.UpdateRule"),
+        (lambda p: LearnedOptimizer(p, rule="no-such-entry"), "no zoo entry"),
+        (lambda p: LearnedOptimizer(p, rule=AdamRule(), lr=0.1, lipschitz=2.0), "not both"),
     ],
 )
 def test_invalid_hyperparameters_rejected_clearly(make_bad, match):
-    with pytest.raises((ValueError, TypeError), match=match):
+    with pytest.raises((ValueError, TypeError, KeyError), match=match):
         make_bad([torch.zeros(2, requires_grad=True)])
 
 

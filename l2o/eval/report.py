@@ -1,0 +1,72 @@
+"""InD + OOD evaluation of several methods on one family: a merged table and plots."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from l2o.eval.compare import compare
+from l2o.eval.plots import plot_convergence
+from l2o.eval.rollout import Method
+from l2o.eval.tables import Table
+from l2o.rules import AdamHDRule, AdamRule, FISTARule, ProxGDRule, UpdateRule
+from problems import ProblemFamily
+
+
+def classical_baselines() -> dict[str, UpdateRule]:
+    """The classical baselines every comparison includes."""
+    return {
+        "ISTA": ProxGDRule(),
+        "FISTA": FISTARule(),
+        "FISTA-restart": FISTARule(restart=True),
+        "Adam": AdamRule(lr=1e-2),
+        "Adam-HD": AdamHDRule(lr=1e-2, hypergrad_lr=1e-5),
+    }
+
+
+def default_scenarios(family: ProblemFamily) -> dict[str, ProblemFamily]:
+    """InD, objective OOD (data scaled ×3) and initial-point OOD (x0 shifted by +5)."""
+    return {
+        "InD": family,
+        "OOD: A scaled x3": family.shifted(data_scale=3.0),
+        "OOD: x0 shifted +5": family.shifted(x0_shift=5.0),
+    }
+
+
+def in_double(rule: UpdateRule) -> UpdateRule:
+    """A float64 copy of ``rule`` for evaluation on float64 instances."""
+    return copy.deepcopy(rule).to(torch.float64)
+
+
+def evaluate_scenarios(
+    methods: dict[str, Method],
+    scenarios: dict[str, ProblemFamily],
+    *,
+    batch: int,
+    steps: int,
+    seed: int = 0,
+    baseline: str | None = "FISTA",
+    out: str | Path | None = None,
+    title: str = "",
+) -> Table:
+    """Compare ``methods`` on one float64 batch per scenario (seed ``seed + index``).
+
+    Writes ``report.{md,csv,json}`` and ``convergence_{index}.png`` into ``out`` if given.
+    """
+    merged: Table | None = None
+    for index, (name, family) in enumerate(scenarios.items()):
+        instances = family.sample(batch, seed=seed + index, dtype=torch.float64)
+        table, curves = compare(
+            methods, instances, steps, checkpoints=(10, 50, steps), tolerances=(1e-2, 1e-4),
+            baseline=baseline, scenario=name,
+        )
+        merged = table if merged is None else Table(merged.columns, merged.rows + table.rows)
+        if out is not None:
+            plot_convergence(curves, Path(out) / f"convergence_{index}.png", title=f"{title}{name}")
+    if merged is None:
+        raise ValueError("no scenarios to evaluate")
+    if out is not None:
+        merged.save(out, "report")
+    return merged
