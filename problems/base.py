@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from problems.proximal import soft_threshold
+from problems.solvers import solve_fista
 
 FamilyT = TypeVar("FamilyT", bound="ProblemFamily")
 
@@ -102,6 +103,15 @@ class Instances(ABC):
             copy._solution = tuple(v.to(device=device) for v in self._solution)  # type: ignore[assignment]
         return copy
 
+    def check_design(self, A: Tensor, targets: Tensor, name: str) -> None:
+        """Raise ``ValueError`` unless ``A: (B, m, n)`` and ``targets: (B, m)`` fit."""
+        if A.dim() != 3 or A.shape[2] != self.dim:
+            raise ValueError(f"A must have shape (B, m, n) with n = {self.dim}, got {tuple(A.shape)}")
+        if targets.shape != A.shape[:2]:
+            raise ValueError(
+                f"{name} must have shape (B, m) = {tuple(A.shape[:2])}, got {tuple(targets.shape)}"
+            )
+
     def check_point(self, x: Tensor) -> None:
         """Raise ``ValueError`` unless ``x`` has shape ``(B, n)`` matching this batch."""
         if x.shape != (self.batch_size, self.dim):
@@ -147,6 +157,20 @@ class Instances(ABC):
         return self.start.clone()
 
     # --------------------------------------------------------------- optimum
+    def duality_gap(self, x: Tensor) -> Tensor:
+        """``(B,)`` an upper bound on ``F(x) - F*`` from a dual feasible point (L1 problems)."""
+        raise NotImplementedError(f"{type(self).__name__} has no duality gap")
+
+    def _solve_l1(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Certified solve of a float64 batch with λ > 0 everywhere: FISTA with restart,
+        stopped on the duality gap."""
+        if not bool((self.l1 > 0).all()):
+            raise ValueError("a batch must have λ > 0 for every instance or for none")
+        return solve_fista(
+            self.objective, self.grad, self.duality_gap, self.lipschitz(), self.l1,
+            torch.zeros_like(self.start),
+        )
+
     @abstractmethod
     def _solve(self) -> tuple[Tensor, Tensor, Tensor]:
         """``(x*, F*, certificate)`` in float64, where ``F(x*) - F* <= certificate``."""

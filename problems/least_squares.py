@@ -17,7 +17,6 @@ import torch
 from torch import Tensor
 
 from problems.base import Instances, ProblemFamily, require, sparse_gaussian
-from problems.solvers import solve_fista
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
@@ -34,14 +33,7 @@ class LeastSquaresInstances(Instances):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.A.dim() != 3 or self.A.shape[2] != self.dim:
-            raise ValueError(
-                f"A must have shape (B, m, n) with n = {self.dim}, got {tuple(self.A.shape)}"
-            )
-        if self.b.shape != self.A.shape[:2]:
-            raise ValueError(
-                f"b must have shape (B, m) = {tuple(self.A.shape[:2])}, got {tuple(self.b.shape)}"
-            )
+        self.check_design(self.A, self.b, "b")
 
     def residual(self, x: Tensor) -> Tensor:
         """``A x - b``: ``(B, n) -> (B, m)``."""
@@ -75,16 +67,7 @@ class LeastSquaresInstances(Instances):
             x = torch.linalg.lstsq(problem.A.cpu(), problem.b.cpu().unsqueeze(-1), driver="gelsd")
             x = x.solution.squeeze(-1).to(self.device)
             return x, problem.objective(x), torch.zeros_like(problem.l1)
-        if not bool((problem.l1 > 0).all()):
-            raise ValueError("a batch must have λ > 0 for every instance or for none")
-        return solve_fista(
-            problem.objective,
-            problem.grad,
-            problem.duality_gap,
-            problem.lipschitz(),
-            problem.l1,
-            torch.zeros_like(problem.start),
-        )
+        return problem._solve_l1()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.nn.functional import softplus
 
 from problems.base import Instances, ProblemFamily, require, sparse_gaussian
-from problems.solvers import solve_fista, solve_newton
+from problems.solvers import solve_newton
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
@@ -34,14 +34,7 @@ class LogisticInstances(Instances):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.A.dim() != 3 or self.A.shape[2] != self.dim:
-            raise ValueError(
-                f"A must have shape (B, m, n) with n = {self.dim}, got {tuple(self.A.shape)}"
-            )
-        if self.y.shape != self.A.shape[:2]:
-            raise ValueError(
-                f"y must have shape (B, m) = {tuple(self.A.shape[:2])}, got {tuple(self.y.shape)}"
-            )
+        self.check_design(self.A, self.y, "y")
         if not bool((self.y.abs() == 1).all()):
             raise ValueError("labels y must be -1 or +1")
         if self.ridge.shape != (self.batch_size,) or (self.ridge < 0).any():
@@ -87,110 +80,78 @@ class LogisticInstances(Instances):
 
     def _solve(self) -> tuple[Tensor, Tensor, Tensor]:
         problem = self.to(dtype=torch.float64)
-        zeros = torch.zeros_like(problem.start)
         if bool((problem.l1 > 0).all()):
-            return solve_fista(
-                problem.objective,
-                problem.grad,
-                problem.duality_gap,
-                problem.lipschitz(),
-                problem.l1,
-                zeros,
-            )
+            return problem._solve_l1()
         if bool((problem.ridge > 0).all()):
+            zeros = torch.zeros_like(problem.start)
             return solve_newton(problem.f, problem.grad, problem.hessian, problem.ridge, zeros)
         raise ValueError(
             "F* needs every instance of a batch to have l1 > 0 (sparse) or ridge > 0 (smooth)"
         )
 
 
-def _classification_data(
-    batch: int,
-    m: int,
-    n: int,
-    sparsity: int,
-    label_noise: float,
-    data_scale: float,
-    generator: torch.Generator,
-) -> tuple[Tensor, Tensor]:
-    """Gaussian features ``A ~ N(0, data_scale²)`` and labels ``y = sign(A x_true)``
-    from a sparse ``x_true``, each flipped with probability ``label_noise``."""
-    A = data_scale * torch.randn(batch, m, n, generator=generator, dtype=torch.float64)
-    x_true = sparse_gaussian(batch, n, sparsity, generator)
-    y = torch.sign(torch.einsum("bmn,bn->bm", A, x_true))
-    y = torch.where(y == 0, torch.ones_like(y), y)
-    flips = torch.rand(batch, m, generator=generator, dtype=torch.float64) < label_noise
-    return A, torch.where(flips, -y, y)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClassificationFamily(ProblemFamily):
+    """Shared generator of the logistic families: Gaussian features
+    ``A ~ N(0, data_scale²)``, labels ``y = sign(A x_true)`` from a ``sparsity``-sparse
+    ``x_true``, each flipped with probability ``label_noise``; weights ``l1`` (λ) and
+    ``ridge`` (ρ), of which a subclass makes exactly one positive."""
+
+    m: int = 200
+    n: int = 50
+    sparsity: int = 10
+    l1: float = 0.0
+    ridge: float = 0.0
+    label_noise: float = 0.1
+    data_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.m >= 1, "m", self.m, "must be >= 1")
+        require(self.n >= 1, "n", self.n, "must be >= 1")
+        require(1 <= self.sparsity <= self.n, "sparsity", self.sparsity, f"must be in [1, n={self.n}]")
+        require(0 <= self.label_noise < 0.5, "label_noise", self.label_noise, "must be in [0, 0.5)")
+        require(self.data_scale > 0, "data_scale", self.data_scale, "must be > 0")
+
+    def _generate(self, batch: int, generator: torch.Generator) -> LogisticInstances:
+        A = self.data_scale * torch.randn(batch, self.m, self.n, generator=generator, dtype=torch.float64)
+        x_true = sparse_gaussian(batch, self.n, self.sparsity, generator)
+        y = torch.sign(torch.einsum("bmn,bn->bm", A, x_true))
+        y = torch.where(y == 0, torch.ones_like(y), y)
+        flips = torch.rand(batch, self.m, generator=generator, dtype=torch.float64) < self.label_noise
+        return LogisticInstances(
+            A=A,
+            y=torch.where(flips, -y, y),
+            ridge=torch.full((batch,), float(self.ridge), dtype=torch.float64),
+            l1=torch.full((batch,), float(self.l1), dtype=torch.float64),
+            start=self._initial_points(batch, self.n, generator),
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class LogisticL1Family(ProblemFamily):
-    """Sparse logistic regression (ρ = 0, λ = ``l1``) on synthetic Gaussian data.
-
-    Labels come from a ``sparsity``-sparse ground truth with ``label_noise`` flips.
-    x0 = ``x0_shift + x0_std · N(0, I)`` (InD: x0_std = 1 as for LASSO).
-    """
+class LogisticL1Family(ClassificationFamily):
+    """Sparse logistic regression (ρ = 0, λ = ``l1``) on synthetic Gaussian data, as in
+    GoMathL2O. x0 = ``x0_shift + x0_std · N(0, I)`` (InD: x0_std = 1 as for LASSO)."""
 
     m: int = 500
     n: int = 50
-    sparsity: int = 10
     l1: float = 0.01
-    label_noise: float = 0.1
-    data_scale: float = 1.0
     x0_std: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _validate_classification(self)
         require(self.l1 > 0, "l1", self.l1, "sparse logistic regression needs λ > 0")
-
-    def _generate(self, batch: int, generator: torch.Generator) -> LogisticInstances:
-        A, y = _classification_data(
-            batch, self.m, self.n, self.sparsity, self.label_noise, self.data_scale, generator
-        )
-        start = self._initial_points(batch, self.n, generator)
-        return LogisticInstances(
-            A=A,
-            y=y,
-            ridge=torch.zeros(batch, dtype=torch.float64),
-            l1=torch.full((batch,), float(self.l1), dtype=torch.float64),
-            start=start,
-        )
+        require(self.ridge == 0, "ridge", self.ridge, "sparse logistic regression has ρ = 0")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class LogisticFamily(ProblemFamily):
-    """Smooth ρ-strongly convex logistic regression (λ = 0, ρ = ``ridge``)."""
+class LogisticFamily(ClassificationFamily):
+    """Smooth ρ-strongly convex logistic regression (λ = 0, ρ = ``ridge``), dense truth."""
 
-    m: int = 200
-    n: int = 50
     sparsity: int = 50
     ridge: float = 1e-2
-    label_noise: float = 0.1
-    data_scale: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _validate_classification(self)
         require(self.ridge > 0, "ridge", self.ridge, "must be > 0 (strong convexity)")
-
-    def _generate(self, batch: int, generator: torch.Generator) -> LogisticInstances:
-        A, y = _classification_data(
-            batch, self.m, self.n, self.sparsity, self.label_noise, self.data_scale, generator
-        )
-        start = self._initial_points(batch, self.n, generator)
-        return LogisticInstances(
-            A=A,
-            y=y,
-            ridge=torch.full((batch,), float(self.ridge), dtype=torch.float64),
-            l1=torch.zeros(batch, dtype=torch.float64),
-            start=start,
-        )
-
-
-def _validate_classification(family: LogisticL1Family | LogisticFamily) -> None:
-    require(family.m >= 1, "m", family.m, "must be >= 1")
-    require(family.n >= 1, "n", family.n, "must be >= 1")
-    require(1 <= family.sparsity <= family.n, "sparsity", family.sparsity, f"must be in [1, n={family.n}]")
-    require(0 <= family.label_noise < 0.5, "label_noise", family.label_noise, "must be in [0, 0.5)")
-    require(family.data_scale > 0, "data_scale", family.data_scale, "must be > 0")
+        require(self.l1 == 0, "l1", self.l1, "smooth logistic regression has λ = 0")

@@ -1,28 +1,65 @@
-"""The ``l2o`` command line, run in-process on tiny settings."""
+"""The ``l2o`` command line, run in-process on tiny settings: fit -> export -> zoo -> eval."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from l2o.cli import main
 
+CONFIG = Path(__file__).resolve().parent.parent / "configs" / "gomath_lasso_toy.yaml"
+TINY_FIT = [
+    "--config", str(CONFIG), "--trainer.max_epochs=1", "--data.steps_per_epoch=2",
+    "--data.batch_size=4", "--data.val_batch_size=4", "--model.horizon=20", "--model.unroll=10",
+    "--model.val_steps=10", "--trainer.enable_progress_bar=false", "--trainer.logger=false",
+]
 
-def test_demo_writes_consistent_outputs(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "--m", "10", "--n", "20", "--batch", "3", "--steps", "60", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    data = json.loads((out / "demo.json").read_text())
-    assert {r["scenario"] for r in data["rows"]} == {"InD", "OOD: A scaled x3", "OOD: x0 shifted +5"}
-    assert (out / "demo.md").read_text().strip() in printed
+
+def test_fit_export_zoo_eval(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("L2O_ZOO", str(tmp_path / "zoo"))
+    assert main(["fit", *TINY_FIT, f"--trainer.default_root_dir={tmp_path}"]) == 0
+    checkpoint = next(tmp_path.rglob("last.ckpt"))
+
+    assert main(["export", str(checkpoint), "gomath-cli", "--eval-batch", "3", "--eval-steps", "20"]) == 0
+    card = json.loads((tmp_path / "zoo" / "gomath-cli.json").read_text())
+    assert card["rule"] == "gomath" and card["training"]["family"] == "lasso"
+    assert {r["method"] for r in card["evaluation"]["rows"]} >= {"gomath-cli", "FISTA"}
+
+    capsys.readouterr()
+    assert main(["zoo"]) == 0
+    assert "gomath-cli: rule=gomath" in capsys.readouterr().out
+
+    out = tmp_path / "eval"
+    assert main(["eval", "gomath-cli", "--batch", "3", "--steps", "20", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert (out / "report.md").read_text().strip() in capsys.readouterr().out
+    assert {r["scenario"] for r in report["rows"]} == {"InD", "OOD: A scaled x3", "OOD: x0 shifted +5"}
     assert len(list(out.glob("convergence_*.png"))) == 3
+    # the checkpoint itself evaluates too
+    assert main(["eval", str(checkpoint), "--batch", "2", "--steps", "10", "--out", str(out)]) == 0
 
 
 def test_help_and_unknown_command(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
-    assert exit_info.value.code == 0 and "demo" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert exit_info.value.code == 0 and all(c in printed for c in ("fit", "export", "zoo", "eval", "demo"))
     with pytest.raises(SystemExit) as exit_info:
         main(["no-such-command"])
     assert exit_info.value.code == 2
+
+
+def test_empty_zoo_is_reported(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("L2O_ZOO", str(tmp_path / "none"))
+    assert main(["zoo"]) == 0
+    assert "is empty" in capsys.readouterr().out
+
+
+def test_demo_trains_and_reports(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--epochs", "1", "--steps-per-epoch", "2", "--batch", "3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert (out / "report.md").read_text().strip() in printed
+    assert "GoMathL2O (demo)" in printed and (out / "gomath-demo.safetensors").is_file()

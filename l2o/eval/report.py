@@ -50,6 +50,7 @@ def evaluate_scenarios(
     baseline: str | None = "FISTA",
     out: str | Path | None = None,
     title: str = "",
+    tolerances: tuple[float, ...] = (1e-2, 1e-4),
 ) -> Table:
     """Compare ``methods`` on one float64 batch per scenario (seed ``seed + index``).
 
@@ -59,7 +60,7 @@ def evaluate_scenarios(
     for index, (name, family) in enumerate(scenarios.items()):
         instances = family.sample(batch, seed=seed + index, dtype=torch.float64)
         table, curves = compare(
-            methods, instances, steps, checkpoints=(10, 50, steps), tolerances=(1e-2, 1e-4),
+            methods, instances, steps, checkpoints=(10, 50, steps), tolerances=tolerances,
             baseline=baseline, scenario=name,
         )
         merged = table if merged is None else Table(merged.columns, merged.rows + table.rows)
