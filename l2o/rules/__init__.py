@@ -15,12 +15,14 @@ from l2o.rules.gomath import GoMathRule
 from l2o.rules.hypergradient import AdamHDRule, HypergradientRule, SGDHDRule
 from l2o.rules.lstm import CoordinateLSTMRule
 from l2o.rules.math_l2o import MathL2ORule
+from l2o.rules.ntk_gd import NTKGDRule
 
 RULES: dict[str, type[UpdateRule]] = {
     "gomath": GoMathRule,
     "mathl2o": MathL2ORule,
     "l2l": L2LRule,
     "rnnprop": RNNpropRule,
+    "ntk_gd": NTKGDRule,
 }
 
 
@@ -48,6 +50,7 @@ __all__ = [
     "HypergradientRule",
     "L2LRule",
     "MathL2ORule",
+    "NTKGDRule",
     "ProxGDRule",
     "RNNpropRule",
     "RULES",

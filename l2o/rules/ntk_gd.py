@@ -1,0 +1,86 @@
+"""Learned GD step sizes with the NTK initialization of "Learning Provably Improves the
+Convergence of Gradient Descent" (Song, Lin, Xu, NeurIPS 2025).
+
+Per coordinate, a ReLU network maps ``[∇f(x_k)_i, (x_k)_i]`` to a step multiplier:
+
+``h1 = ReLU(W1 z)``, ``W1 ∈ R^{2×2}`` (square);  ``h2 = ReLU(W2 h1)``, ``W2 ∈ R^{H×2}``;
+``p = w3ᵀ h2 + b3``;  ``P = 2σ(p)``;  ``x_{k+1} = x_k - P ⊙ (0.9999 / L) ∇f(x_k)``.
+
+**NTK initialization** (``init="ntk"``, the default): ``W1`` and ``W2`` are orthogonal
+(full rank — "non-singular") scaled by ``input_scale`` (e = 100), drawn from a fixed seed,
+no hidden biases; the output layer ``w3, b3`` is exactly zero. Hence ``p ≡ 0``, ``P ≡ 1``,
+and the untrained model **is** gradient descent with step 0.9999/L, whatever the input:
+meta-training starts from GD, and the well-conditioned wide layers keep the NTK
+non-degenerate, which the paper's training-convergence proof needs.
+
+``init="random"`` is the comparator: PyTorch's default initialization of every layer
+(output included), i.e. a randomly initialized learned step size as in Math-L2O-P, whose
+long-horizon training the paper shows to explode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from l2o.rules.base import State, StepContext, UpdateRule
+from l2o.rules.gomath import learned_step
+
+INITS = ("ntk", "random")
+
+
+class NTKGDRule(UpdateRule):
+    """Args:
+    hidden_size: H, width of the second hidden layer (1024 in the paper).
+    input_scale: e, the scale of the orthogonal hidden layers (100 in the paper).
+    init: ``"ntk"`` (zero output layer: the model is GD) or ``"random"``.
+    seed: the seed of the hidden layers' orthogonal draw (deterministic init).
+    lr: base step α (None: 0.9999 / L).
+    """
+
+    def __init__(self, hidden_size: int = 1024, input_scale: float = 100.0, init: str = "ntk",
+                 seed: int = 0, lr: float | None = None) -> None:
+        super().__init__()
+        if init not in INITS:
+            raise ValueError(f"Invalid init: {init!r}; choose from {INITS}")
+        if hidden_size < 2 or not input_scale > 0:
+            raise ValueError(f"Invalid hidden_size ({hidden_size}) or input_scale ({input_scale})")
+        self.hidden_size, self.input_scale, self.init, self.seed, self.lr = (
+            hidden_size, float(input_scale), init, seed, lr)
+        self.layer1 = nn.Linear(2, 2, bias=False)
+        self.layer2 = nn.Linear(2, hidden_size, bias=False)
+        self.output = nn.Linear(hidden_size, 1)
+        if init == "ntk":
+            generator = torch.Generator().manual_seed(seed)
+            with torch.no_grad():
+                for layer in (self.layer1, self.layer2):
+                    layer.weight.copy_(self.input_scale * _orthogonal(layer.weight.shape, generator))
+                self.output.weight.zero_()
+                self.output.bias.zero_()
+
+    def config(self) -> dict[str, Any]:
+        return {"hidden_size": self.hidden_size, "input_scale": self.input_scale,
+                "init": self.init, "seed": self.seed, "lr": self.lr}
+
+    def multiplier(self, x: Tensor, grad: Tensor) -> Tensor:
+        """``P = 2σ(p)``: ``(B, n)`` step multipliers (≡ 1 at the NTK init)."""
+        features = torch.stack([grad, x], dim=-1)
+        hidden = torch.relu(self.layer2(torch.relu(self.layer1(features))))
+        return self.output(hidden).squeeze(-1)
+
+    def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
+        return x - learned_step(self.multiplier(x, grad), self.lr, ctx, "NTK-GD") * grad, state
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.config().items())
+
+
+def _orthogonal(shape: torch.Size, generator: torch.Generator) -> Tensor:
+    """A ``shape`` matrix with orthonormal rows or columns (full rank), from ``generator``."""
+    rows, cols = shape
+    gaussian = torch.randn(max(rows, cols), min(rows, cols), generator=generator)
+    q, r = torch.linalg.qr(gaussian)
+    q = q * torch.sign(torch.diagonal(r))
+    return q if rows >= cols else q.T
