@@ -16,8 +16,9 @@ declare -A CONFIG=(
   [mathl2o-logistic]="configs/mathl2o_logistic_toy.yaml $BUDGET_TOY"
   [gomath-lasso]="configs/gomath_lasso.yaml $BUDGET_PAPER"
   [mathl2o-lasso]="configs/mathl2o_lasso.yaml $BUDGET_PAPER"
+  [ntk-gd-qp]="configs/ntk_gd_qp.yaml"
 )
-ORDER=(gomath-lasso-toy mathl2o-lasso-toy gomath-logistic mathl2o-logistic gomath-lasso mathl2o-lasso)
+ORDER=(gomath-lasso-toy mathl2o-lasso-toy gomath-logistic mathl2o-logistic gomath-lasso mathl2o-lasso ntk-gd-qp)
 entries=("${@:-${ORDER[@]}}")
 for name in "${entries[@]}"; do
   read -r config overrides <<<"${CONFIG[$name]} "

@@ -90,3 +90,32 @@ def test_invalid_ntk_arguments():
         NTKGDRule(init="xavier")
     with pytest.raises(ValueError, match="Invalid hidden_size"):
         NTKGDRule(hidden_size=1)
+
+
+def test_ntk_zoo_entry_is_a_drop_in_optimizer_for_least_squares(monkeypatch):
+    """The shipped ntk entry fits a least-squares nn.Linear in a plain torch loop at least
+    as well as GD with the same 0.9999/L step (it starts from GD and was trained to beat it)."""
+    from l2o import zoo
+    from l2o.optim import LearnedOptimizer
+
+    monkeypatch.delenv("L2O_ZOO", raising=False)
+    name = next(n for n in zoo.list() if "ntk" in n)
+    generator = torch.Generator().manual_seed(5)
+    A = torch.randn(32, 20, generator=generator) / 32**0.5
+    b = torch.randn(32, generator=generator)
+    lipschitz = float(torch.linalg.matrix_norm(A, ord=2) ** 2)
+    optimum = 0.5 * float((A @ torch.linalg.lstsq(A, b).solution - b).pow(2).sum())
+
+    def train(make_optimizer) -> float:
+        model = torch.nn.Linear(20, 1, bias=False)
+        torch.nn.init.zeros_(model.weight)
+        optimizer = make_optimizer(model.parameters())
+        for _ in range(100):
+            optimizer.zero_grad()
+            (0.5 * (model(A).squeeze(-1) - b).pow(2).sum()).backward()
+            optimizer.step()
+        return 0.5 * float((model(A).squeeze(-1) - b).pow(2).sum()) - optimum
+
+    learned = train(lambda p: LearnedOptimizer(p, rule=name, lipschitz=lipschitz))
+    gd = train(lambda p: torch.optim.SGD(p, lr=0.9999 / lipschitz))
+    assert learned <= gd * 1.0001, (learned, gd)

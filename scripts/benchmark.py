@@ -1,0 +1,203 @@
+"""Performance benchmarks, each measured side by side in one run and printed as ratios.
+
+1. meta-training throughput per rule: instance-steps per second, forward + backward through
+   a K-step unroll, batched vs a straightforward per-instance loop;
+2. ``step()`` time of learned optimizers vs ``torch.optim.Adam`` on MLPs of ~1M and ~10M
+   parameters;
+3. amortized solving: time to reach a relative suboptimality on many LASSO instances with a
+   zoo optimizer (one batched call) vs batched FISTA vs cvxpy one instance at a time.
+
+Every section runs on the CPU, and on CUDA too when a GPU is present (skipped otherwise).
+
+    python scripts/benchmark.py                       # everything, default sizes
+    python scripts/benchmark.py --sections step --sizes 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+from l2o import zoo
+from l2o.eval import Table, relative_suboptimality
+from l2o.eval.rollout import unroll
+from l2o.optim import LearnedOptimizer
+from l2o.rules import FISTARule, StepContext, UpdateRule, build_rule
+from problems import LassoFamily
+
+
+def devices() -> list[str]:
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], object], device: str, repeats: int) -> float:
+    """Median wall time of ``fn`` over ``repeats`` runs after one warm-up."""
+    fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# ------------------------------------------------------------------ 1. throughput
+def unroll_backward(rule: UpdateRule, instances, steps: int) -> None:
+    values = [instances.objective(x) for x, _ in unroll(rule, instances, steps)]
+    torch.stack(values).mean().backward()
+
+
+def meta_training_throughput(args) -> Table:
+    table = Table(["device", "rule", "batch", "n", "batched inst-steps/s", "per-instance inst-steps/s", "ratio"])
+    family = LassoFamily(m=args.m, n=args.n, sparsity=max(1, args.n // 10))
+    for device in devices():
+        for name in args.rules:
+            torch.manual_seed(0)
+            rule = build_rule(name).to(device)
+            batch = family.sample(args.batch, seed=0, device=device)
+            batched = timed(lambda: unroll_backward(rule, batch, args.unroll), device, args.repeats)
+            singles = [family.sample(1, seed=i, device=device) for i in range(args.per_instance)]
+            looped = timed(lambda: [unroll_backward(rule, s, args.unroll) for s in singles], device, 1)
+            rate_batched = args.batch * args.unroll / batched
+            rate_looped = args.per_instance * args.unroll / looped
+            table.add(device=device, rule=name, batch=args.batch, n=args.n,
+                      **{"batched inst-steps/s": rate_batched, "per-instance inst-steps/s": rate_looped,
+                         "ratio": rate_batched / rate_looped})
+            print(table.to_markdown().splitlines()[-1], flush=True)
+    return table
+
+
+# -------------------------------------------------------------------- 2. step()
+def mlp(parameters: int, device: str) -> torch.nn.Module:
+    width = int((parameters / 3) ** 0.5)
+    return torch.nn.Sequential(torch.nn.Linear(width, width), torch.nn.ReLU(), torch.nn.Linear(width, width),
+                               torch.nn.ReLU(), torch.nn.Linear(width, width)).to(device)
+
+
+def step_time(make_optimizer, parameters: int, device: str, repeats: int) -> tuple[float, int]:
+    torch.manual_seed(0)
+    model = mlp(parameters, device)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    optimizer = make_optimizer(model.parameters())
+    return timed(optimizer.step, device, repeats), sum(p.numel() for p in model.parameters())
+
+
+def step_overhead(args) -> Table:
+    table = Table(["device", "params", "optimizer", "step ms", "vs Adam"])
+    learned = {name: zoo.load(name).rule for name in args.zoo if name in zoo.list()}
+    for device in devices():
+        for size in args.sizes:
+            adam, count = step_time(lambda p: torch.optim.Adam(p, lr=1e-3), size, device, args.repeats)
+            table.add(device=device, params=count, optimizer="torch.optim.Adam", **{"step ms": 1e3 * adam, "vs Adam": 1.0})
+            for name, rule in learned.items():
+                rule = rule.to(device)
+                seconds, _ = step_time(lambda p: LearnedOptimizer(p, rule=rule, lr=1e-3, check_finite=False),
+                                       size, device, args.repeats)
+                table.add(device=device, params=count, optimizer=name,
+                          **{"step ms": 1e3 * seconds, "vs Adam": seconds / adam})
+                print(table.to_markdown().splitlines()[-1], flush=True)
+    return table
+
+
+# ------------------------------------------------------------------ 3. amortized
+def time_to_tolerance(rule: UpdateRule, instances, tolerance: float, max_steps: int, device: str) -> tuple[float, int, float]:
+    """Wall time until every instance's relative suboptimality is <= tolerance (checked
+    every 10 steps), the steps taken, and the fraction that got there."""
+    optimum = instances.optimum()
+    ctx = StepContext.for_instances(instances)
+    synchronize(device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        steps = 0
+        for steps, (x, state) in enumerate(unroll(rule, instances, max_steps, ctx=ctx), start=1):
+            if steps % 10 == 0:
+                reached = relative_suboptimality(instances.objective(rule.iterate(x, state)), optimum) <= tolerance
+                if bool(reached.all()):
+                    break
+    synchronize(device)
+    return time.perf_counter() - start, steps, float(reached.double().mean())
+
+
+def cvxpy_time(instances, count: int) -> tuple[float, float]:
+    """Seconds per instance for cvxpy with its default solver, and the worst relative
+    suboptimality it reached."""
+    import cvxpy as cp
+
+    A, b, l1 = instances.A.cpu().double().numpy(), instances.b.cpu().double().numpy(), instances.l1.cpu().numpy()
+    optimum = instances.optimum().cpu().double()
+    worst = 0.0
+    start = time.perf_counter()
+    for i in range(count):
+        x = cp.Variable(A.shape[2])
+        problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(A[i] @ x - b[i]) + l1[i] * cp.norm1(x)))
+        problem.solve()
+        worst = max(worst, float((problem.value - optimum[i]) / abs(optimum[i])))
+    return (time.perf_counter() - start) / count, worst
+
+
+def amortized_solving(args) -> Table:
+    table = Table(["device", "method", "instances", "seconds", "per instance ms", "steps", "reached", "speedup vs cvxpy"])
+    name = args.amortized_zoo
+    entry = zoo.load(name)
+    family = LassoFamily(**entry.card["training"]["family_params"])
+    for device in devices():
+        instances = family.sample(args.instances, seed=args.seed, device=device, dtype=torch.float64)
+        instances.optimum()  # F* is the benchmark's yardstick, not part of any method's time
+        per_cvxpy, worst = cvxpy_time(instances, args.cvxpy_instances)
+        table.add(device="cpu", method="cvxpy (default solver, one at a time)", instances=args.cvxpy_instances,
+                  seconds=per_cvxpy * args.cvxpy_instances, **{"per instance ms": 1e3 * per_cvxpy},
+                  steps="-", reached=f"worst rel {worst:.1e}", **{"speedup vs cvxpy": 1.0})
+        rule = entry.rule.to(device=device, dtype=torch.float64)
+        for label, method in ((name, rule), ("FISTA (batched)", FISTARule())):
+            seconds, steps, reached = time_to_tolerance(method, instances, args.tolerance, args.max_steps, device)
+            per = seconds / args.instances
+            table.add(device=device, method=label, instances=args.instances, seconds=seconds,
+                      **{"per instance ms": 1e3 * per}, steps=steps, reached=reached,
+                      **{"speedup vs cvxpy": per_cvxpy / per})
+            print(table.to_markdown().splitlines()[-1], flush=True)
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sections", nargs="+", default=["throughput", "step", "amortized"])
+    parser.add_argument("--rules", nargs="+", default=["gomath", "mathl2o", "l2l", "rnnprop", "ntk_gd"])
+    parser.add_argument("--m", type=int, default=250)
+    parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--per-instance", type=int, default=4, help="instances in the per-instance loop")
+    parser.add_argument("--unroll", type=int, default=20)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--zoo", nargs="+", default=["gomath-lasso-toy", "ntk-gd-qp"])
+    parser.add_argument("--amortized-zoo", default="gomath-lasso")
+    parser.add_argument("--instances", type=int, default=1000)
+    parser.add_argument("--cvxpy-instances", type=int, default=20, help="cvxpy's time is per instance, from this many")
+    parser.add_argument("--tolerance", type=float, default=1e-4)
+    parser.add_argument("--max-steps", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=30_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="out/benchmark")
+    args = parser.parse_args()
+    sections = {"throughput": meta_training_throughput, "step": step_overhead, "amortized": amortized_solving}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, devices: {devices()}\n")
+    for section in args.sections:
+        print(f"## {section}\n")
+        table = sections[section](args)
+        print("\n" + table.to_markdown() + "\n")
+        table.save(args.out, section)
+
+
+if __name__ == "__main__":
+    main()
