@@ -113,16 +113,21 @@ class RuleOptimizer(Optimizer):
                 loss = closure()
         # Validate every group before changing any, so an error loses nothing.
         pending = [(group, self._flat_gradient(group)) for group in self.param_groups]
+        current_loss = loss
         for group, grad in pending:
             if grad is not None:
-                self._step_group(group, grad)
+                self._step_group(group, grad, closure, current_loss)
+                current_loss = None  # the parameters moved: the value is stale for the next group
         return loss
 
-    def _step_group(self, group: dict[str, Any], grad: Tensor) -> None:
+    def _step_group(self, group: dict[str, Any], grad: Tensor, closure: Callable[[], Any] | None = None,
+                    loss: Any = None) -> None:
         params = group["params"]
         x = torch.cat([p.reshape(-1) for p in params]).unsqueeze(0)
         rule = self.rule_for(group)
         ctx = self._context(group, x)
+        if closure is not None:
+            ctx.objective = self._objective(group, x, closure, loss)
         slot = self.state[params[0]]
         state: State = slot.get("rule_state") or rule.init_state(x, ctx)
         x_next, new_state = rule.step(x, grad, state, ctx)
@@ -134,6 +139,27 @@ class RuleOptimizer(Optimizer):
             if p.grad is not None:
                 p.copy_(x_next[0, offset : offset + n].view_as(p))
             offset += n
+
+    @staticmethod
+    def _objective(group: dict[str, Any], current: Tensor, closure: Callable[[], Any],
+                   loss: Any) -> Callable[[Tensor], Tensor]:
+        """``F(points) = closure() + l1 ||points||_1`` with the group's parameters set to
+        ``points: (1, N)`` (the other groups fixed); at the current point the closure's
+        value from this step is reused when it is still valid."""
+
+        def objective(points: Tensor) -> Tensor:
+            if points is current and loss is not None:
+                value = torch.as_tensor(loss, dtype=points.dtype, device=points.device).detach()
+            else:
+                offset = 0
+                for p in group["params"]:
+                    p.copy_(points[0, offset : offset + p.numel()].view_as(p))
+                    offset += p.numel()
+                with torch.enable_grad():
+                    value = torch.as_tensor(closure(), dtype=points.dtype, device=points.device).detach()
+            return (value + group["l1"] * points.abs().sum(-1)).reshape(1)
+
+        return objective
 
     def iterates(self) -> list[Tensor]:
         """For every parameter (in param-group order), the rule's reported iterate: the

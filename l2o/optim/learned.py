@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from torch import Tensor
 
 from l2o.optim.base import RuleOptimizer
 from l2o.rules.base import StepContext, UpdateRule, validate_lr
+from l2o.rules.safeguard import SafeguardedRule
 
 
 class LearnedOptimizer(RuleOptimizer):
@@ -32,23 +33,36 @@ class LearnedOptimizer(RuleOptimizer):
             steps scale with ``1 / L`` (GoMathL2O, Math-L2O, ProxGD/FISTA without lr) need
             it, or ``lr``.
         lr: base step size for such rules, i.e. ``lipschitz = 1 / lr`` (give one of them).
+        safeguard: wrap the rule in :class:`~l2o.rules.SafeguardedRule`: a learned step is
+            accepted only with sufficient decrease, else the prox-gradient step is taken, so
+            the loss is monotone and converges (see that class). Needs ``step(closure)``
+            (one extra closure call per step) and ``lipschitz`` or ``lr``.
     """
 
     def __init__(
         self, params: Iterable[Tensor] | Iterable[dict[str, Any]],
         rule: UpdateRule | str, l1: float = 0.0, lipschitz: float | None = None,
-        lr: float | None = None, check_finite: bool = True,
+        lr: float | None = None, safeguard: bool = False, check_finite: bool = True,
     ) -> None:
         from l2o.zoo import resolve_rule  # the zoo depends on l2o.optim's siblings only
 
-        self.rule = resolve_rule(rule)
+        rule = resolve_rule(rule)
+        self.rule = SafeguardedRule(rule) if safeguard else rule
+        self.safeguard = bool(safeguard)
         super().__init__(params, {"l1": l1, "lipschitz": lipschitz, "lr": lr}, check_finite)
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        if self.safeguard and closure is None:
+            raise ValueError("safeguard=True needs step(closure): the closure re-evaluates the loss")
+        return super().step(closure)
 
     def validate_group(self, group: dict[str, Any]) -> None:
         super().validate_group(group)
         validate_lr(group["lr"])
         if group["lr"] is not None and group["lipschitz"] is not None:
             raise ValueError("give lr or lipschitz, not both (lr means lipschitz = 1 / lr)")
+        if self.safeguard and group["lr"] is None and group["lipschitz"] is None:
+            raise ValueError("safeguard=True needs lipschitz or lr (its fallback step is 1 / L)")
 
     def _context(self, group: dict[str, Any], like: Tensor) -> StepContext:
         lipschitz = group["lipschitz"]

@@ -16,6 +16,7 @@ from l2o.rules.hypergradient import AdamHDRule, HypergradientRule, SGDHDRule
 from l2o.rules.lstm import CoordinateLSTMRule
 from l2o.rules.math_l2o import MathL2ORule
 from l2o.rules.ntk_gd import NTKGDRule
+from l2o.rules.safeguard import SafeguardedRule
 
 RULES: dict[str, type[UpdateRule]] = {
     "gomath": GoMathRule,
@@ -55,6 +56,7 @@ __all__ = [
     "RNNpropRule",
     "RULES",
     "SGDHDRule",
+    "SafeguardedRule",
     "State",
     "StepContext",
     "UpdateRule",

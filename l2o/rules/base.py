@@ -14,6 +14,7 @@ Shapes: ``x``, ``grad``: ``(B, n)``; per-instance scalars in the context: ``(B, 
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -29,19 +30,24 @@ class StepContext:
         l1: ``(B, 1)`` weight λ of the nonsmooth part ``λ ||x||_1`` (zeros if smooth).
         lipschitz: ``(B, 1)`` Lipschitz constant L of the smooth gradient, or None when
             unknown (deployment on a model); rules that need it then need an explicit lr.
+        objective: ``F: (B, n) -> (B,)`` (smooth + nonsmooth part), or None; only
+            safeguarded rules evaluate it.
     """
 
     l1: Tensor
     lipschitz: Tensor | None = None
+    objective: Callable[[Tensor], Tensor] | None = None
 
     @classmethod
     def for_instances(cls, instances) -> "StepContext":
         """The context of a :class:`problems.Instances` batch."""
-        return cls(l1=instances.l1[:, None], lipschitz=instances.lipschitz()[:, None])
+        return cls(l1=instances.l1[:, None], lipschitz=instances.lipschitz()[:, None],
+                   objective=instances.objective)
 
     @classmethod
     def constant(
-        cls, like: Tensor, l1: float = 0.0, lipschitz: float | None = None
+        cls, like: Tensor, l1: float = 0.0, lipschitz: float | None = None,
+        objective: Callable[[Tensor], Tensor] | None = None,
     ) -> "StepContext":
         """A context with the same scalars for every row of ``like: (B, n)``."""
         shape = (like.shape[0], 1)
@@ -50,6 +56,7 @@ class StepContext:
             lipschitz=None
             if lipschitz is None
             else torch.full(shape, float(lipschitz), dtype=like.dtype, device=like.device),
+            objective=objective,
         )
 
 

@@ -29,6 +29,7 @@ from l2o.rules.base import State, StepContext, UpdateRule
 from l2o.rules.gomath import learned_step
 
 INITS = ("ntk", "random")
+CHUNK = 1 << 16  # coordinates per chunk when no graph is recorded (bounds memory at CHUNK × H)
 
 
 class NTKGDRule(UpdateRule):
@@ -64,14 +65,20 @@ class NTKGDRule(UpdateRule):
         return {"hidden_size": self.hidden_size, "input_scale": self.input_scale,
                 "init": self.init, "seed": self.seed, "lr": self.lr}
 
-    def multiplier(self, x: Tensor, grad: Tensor) -> Tensor:
-        """``P = 2σ(p)``: ``(B, n)`` step multipliers (≡ 1 at the NTK init)."""
-        features = torch.stack([grad, x], dim=-1)
+    def logits(self, x: Tensor, grad: Tensor) -> Tensor:
+        """``p``: ``(B, n)`` raw outputs (≡ 0 at the NTK init). Without autograd (deployment)
+        the coordinates go through in chunks, so memory stays ``CHUNK × H`` on any model."""
+        features = torch.stack([grad, x], dim=-1).reshape(-1, 2)
+        if torch.is_grad_enabled() or features.shape[0] <= CHUNK:
+            return self._network(features).reshape(x.shape)
+        return torch.cat([self._network(part) for part in features.split(CHUNK)]).reshape(x.shape)
+
+    def _network(self, features: Tensor) -> Tensor:
         hidden = torch.relu(self.layer2(torch.relu(self.layer1(features))))
         return self.output(hidden).squeeze(-1)
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
-        return x - learned_step(self.multiplier(x, grad), self.lr, ctx, "NTK-GD") * grad, state
+        return x - learned_step(self.logits(x, grad), self.lr, ctx, "NTK-GD") * grad, state
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config().items())
