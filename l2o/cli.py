@@ -5,6 +5,7 @@
   l2o export CKPT NAME [--dir checkpoints]          Lightning checkpoint -> zoo entry (+ eval numbers)
   l2o zoo                                           list the zoo with its cards
   l2o eval ENTRY [--family lasso ...]               a zoo entry or checkpoint vs baselines, InD and OOD
+  l2o eval-ood [--zoo NAME ...] [--out DIR]        OOD robustness matrix of the zoo (report.md, results.*)
   l2o demo                                          train a small GoMathL2O on LASSO, evaluate it
 """
 
@@ -113,6 +114,23 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate_ood(args: argparse.Namespace) -> int:
+    import shlex
+
+    from l2o.eval.ood import evaluate_ood as run
+
+    command = shlex.join(["l2o", *args.argv])
+    report = run(args.zoo, out=args.out, batch=args.batch, steps=args.steps, seed=args.seed,
+                 progress=not args.no_progress, command=command)
+    survival = report.survival()
+    for (entry, method), survived in survival.items():
+        failed = [name for name, ok in survived.items() if not ok]
+        print(f"[{entry}] {method}: survives {len(survived) - len(failed)}/{len(survived)} scenarios"
+              + (f" (not: {', '.join(failed)})" if failed else ""))
+    print(f"\nwrote {args.out}/report.md, results.csv, results.json and the PNG plots")
+    return 0
+
+
 def demo(args: argparse.Namespace) -> int:
     """Meta-train GoMathL2O on toy LASSO on the CPU, export it, evaluate InD and OOD."""
     import lightning as L
@@ -180,6 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=10_000)
     ev.add_argument("--out", default="out/eval")
     ev.set_defaults(handler=evaluate)
+
+    ood = commands.add_parser("eval-ood", help="OOD robustness matrix: zoo x shifts x baselines, with and without the safeguard")
+    ood.add_argument("--zoo", nargs="+", default=None, metavar="NAME", help="entries (default: all)")
+    ood.add_argument("--out", default="out/ood", help="output directory (default out/ood)")
+    ood.add_argument("--batch", type=int, default=64, help="instances per scenario (default 64)")
+    ood.add_argument("--steps", type=int, default=200, help="iterations (default 200)")
+    ood.add_argument("--seed", type=int, default=20_000, help="seed of the first scenario (default 20000)")
+    ood.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ood.set_defaults(handler=evaluate_ood)
     return parser
 
 
@@ -188,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in LIGHTNING_COMMANDS:
         return run_lightning(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     if getattr(args, "dir", "unset") is None:
         from l2o.zoo import zoo_directory
 

@@ -16,6 +16,7 @@ from problems.least_squares import (
     QuadraticFamily,
 )
 from problems.logistic import LogisticFamily, LogisticInstances, LogisticL1Family
+from problems.real_data import ImageLassoFamily, IrisLogisticL1Family
 
 FAMILIES: dict[str, type[ProblemFamily]] = {
     "quadratic": QuadraticFamily,
@@ -23,10 +24,14 @@ FAMILIES: dict[str, type[ProblemFamily]] = {
     "lasso": LassoFamily,
     "logistic": LogisticFamily,
     "logistic_l1": LogisticL1Family,
+    "image_lasso": ImageLassoFamily,
+    "iris_logistic_l1": IrisLogisticL1Family,
 }
 
 __all__ = [
     "FAMILIES",
+    "ImageLassoFamily",
+    "IrisLogisticL1Family",
     "Instances",
     "LassoFamily",
     "LeastSquaresFamily",

@@ -1,18 +1,30 @@
-"""Real data sets that ship inside installed packages (no downloads at run time).
+"""Real data sets that ship inside installed packages (no downloads at run time), and the
+real-data problem families built from them (the GoMathL2O real-data OOD tests, which use
+BSDS500 patches and UCI sets; we use data that is already installed instead).
 
 * Iris (Fisher 1936), as shipped in SciPy's package data
   (``scipy/spatial/tests/data/iris.txt``: 150 × 4, rows ordered by class, 50 each of
   setosa, versicolor, virginica).
+* A natural photograph (Grace Hopper, 512 × 600 grey levels), as shipped in Matplotlib's
+  sample data (``mpl-data/sample_data/grace_hopper.jpg``).
+
+Normalization (stated because the spec leaves it open): image patches are mean-removed and
+scaled to unit ℓ2 norm (dictionary columns and targets alike, the LASSO generator's column
+normalization); Iris features are standardized per feature (zero mean, unit variance).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from functools import lru_cache
 from importlib import resources
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from problems.base import ProblemFamily, require
+from problems.least_squares import LeastSquaresInstances
 from problems.logistic import LogisticInstances
 
 IRIS_CLASSES = ("setosa", "versicolor", "virginica")
@@ -43,3 +55,84 @@ def iris_logistic(l1: float = 0.01, ridge: float = 0.0) -> LogisticInstances:
         ridge=torch.tensor([float(ridge)], dtype=torch.float64),
         start=torch.zeros(1, features.shape[1], dtype=torch.float64),
     )
+
+
+@lru_cache(maxsize=4)
+def image_patches(size: int = 8) -> Tensor:
+    """All non-overlapping ``size × size`` patches of Matplotlib's Grace Hopper photograph,
+    mean-removed and unit-norm: ``(count, size²)`` float64, in raster order (top to bottom).
+    Near-constant patches (norm < 1e-3 before scaling) are dropped."""
+    import matplotlib.cbook
+    import matplotlib.image
+
+    require(isinstance(size, int) and 2 <= size <= 64, "size", size, "must be an int in [2, 64]")
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as file:
+        image = np.asarray(matplotlib.image.imread(file, format="jpg"), dtype=np.float64)
+    grey = image[..., :3].mean(-1) / 255.0
+    rows, cols = grey.shape[0] // size, grey.shape[1] // size
+    patches = grey[: rows * size, : cols * size].reshape(rows, size, cols, size).swapaxes(1, 2)
+    patches = patches.reshape(rows * cols, size * size)
+    patches = patches - patches.mean(1, keepdims=True)
+    norms = np.linalg.norm(patches, axis=1, keepdims=True)
+    keep = norms[:, 0] > 1e-3
+    return torch.from_numpy(patches[keep] / norms[keep])
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ImageLassoFamily(ProblemFamily):
+    """Sparse coding of natural-image patches: LASSO ``½ ||A x - b||² + λ ||x||_1``.
+
+    ``A: (size², n)``: ``n`` distinct patches from the top half of the photograph
+    (:func:`image_patches`) as unit-norm columns, chosen by the seed; ``b``: a patch from the
+    bottom half (unit norm); ``x0 = x0_shift + x0_std · N(0, I)`` as for the synthetic LASSO.
+    Default 64 × 128 (an overcomplete dictionary, as the synthetic 250 × 500).
+    """
+
+    size: int = 8
+    n: int = 128
+    l1: float = 0.1
+    x0_std: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.n >= 1, "n", self.n, "must be >= 1")
+        require(self.l1 > 0, "l1", self.l1, "LASSO needs λ > 0")
+        half = image_patches(self.size).shape[0] // 2
+        require(self.n <= half, "n", self.n, f"must be <= {half} (patches in the top half)")
+
+    def _generate(self, batch: int, generator: torch.Generator) -> LeastSquaresInstances:
+        patches = image_patches(self.size)
+        half = patches.shape[0] // 2
+        columns = torch.stack([torch.randperm(half, generator=generator)[: self.n] for _ in range(batch)])
+        targets = half + torch.randint(patches.shape[0] - half, (batch,), generator=generator)
+        return LeastSquaresInstances(
+            A=patches[columns].transpose(1, 2), b=patches[targets],
+            l1=torch.full((batch,), float(self.l1), dtype=torch.float64),
+            start=self._initial_points(batch, self.n, generator),
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class IrisLogisticL1Family(ProblemFamily):
+    """Sparse logistic regression on Iris (virginica vs versicolor, :func:`iris`):
+    each instance a seeded subsample of ``m`` of the 100 examples; ``λ = l1``;
+    ``x0 = x0_shift + x0_std · N(0, I)`` (n = 4)."""
+
+    m: int = 80
+    l1: float = 0.01
+    x0_std: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(1 <= self.m <= 100, "m", self.m, "must be in [1, 100]")
+        require(self.l1 > 0, "l1", self.l1, "sparse logistic regression needs λ > 0")
+
+    def _generate(self, batch: int, generator: torch.Generator) -> LogisticInstances:
+        features, labels = iris()
+        rows = torch.stack([torch.randperm(labels.shape[0], generator=generator)[: self.m] for _ in range(batch)])
+        return LogisticInstances(
+            A=features[rows], y=labels[rows],
+            l1=torch.full((batch,), float(self.l1), dtype=torch.float64),
+            ridge=torch.zeros(batch, dtype=torch.float64),
+            start=self._initial_points(batch, features.shape[1], generator),
+        )

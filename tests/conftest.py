@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from problems import (
+    ImageLassoFamily,
+    IrisLogisticL1Family,
     LassoFamily,
     LeastSquaresFamily,
     LogisticFamily,
@@ -19,6 +21,8 @@ SMALL_FAMILIES = {
     "lasso": LassoFamily.toy(),
     "logistic": LogisticFamily(m=30, n=8, sparsity=4),
     "logistic_l1": LogisticL1Family(m=40, n=10, sparsity=3, l1=0.02),
+    "image_lasso": ImageLassoFamily(n=24),
+    "iris_logistic_l1": IrisLogisticL1Family(m=40),
 }
 
 

@@ -26,24 +26,30 @@ def compare(
 
     * median relative suboptimality at each step in ``checkpoints`` (those <= steps),
     * median iterations to each relative tolerance in ``tolerances`` (inf: not reached),
-    * speedup vs ``baseline`` at the tightest tolerance (ratio of median iterations).
+    * speedup vs ``baseline`` at the tightest tolerance (ratio of median iterations),
+    * ``diverged``: the fraction of instances that end non-finite or worse than they started,
+    * ``fallback_rate`` (when a method is safeguarded): the fraction of its steps on which
+      the safeguard rejected the proposal.
 
     Returns the table and the relative-suboptimality curves ``(T + 1, B)`` per method.
     """
     if baseline is not None and baseline not in methods:
         raise KeyError(f"baseline {baseline!r} is not one of {sorted(methods)}")
-    checkpoints = [k for k in checkpoints if k <= steps]
+    checkpoints = sorted({k for k in checkpoints if k <= steps})
     tightest = min(tolerances)
     columns = ["scenario", "method"]
     columns += [f"rel@{k}" for k in checkpoints]
     columns += [f"iters<={eps:g}" for eps in tolerances]
     if baseline is not None:
         columns.append(f"speedup_vs_{baseline}")
+    columns.append("diverged")
     optimum = instances.optimum()
-    curves = {
-        name: relative_suboptimality(rollout(method, instances, steps).objective, optimum)
-        for name, method in methods.items()
-    }
+    trajectories = {name: rollout(method, instances, steps) for name, method in methods.items()}
+    curves = {name: relative_suboptimality(t.objective, optimum) for name, t in trajectories.items()}
+    fallbacks = {name: t.state["fallbacks"] for name, t in trajectories.items()
+                 if t.state is not None and "fallbacks" in t.state}
+    if fallbacks:
+        columns.append("fallback_rate")
     iterations = {name: {eps: iterations_to(c, eps) for eps in tolerances} for name, c in curves.items()}
     table = Table(columns)
     for name, curve in curves.items():
@@ -52,5 +58,8 @@ def compare(
         row.update({f"iters<={eps:g}": median(iterations[name][eps]) for eps in tolerances})
         if baseline is not None:
             row[f"speedup_vs_{baseline}"] = speedup(iterations[baseline][tightest], iterations[name][tightest])
+        row["diverged"] = (~(curve[-1] <= curve[0])).double().mean().item()
+        if name in fallbacks:
+            row["fallback_rate"] = fallbacks[name].double().mean().item() / max(steps, 1)
         table.add(**row)
     return table, curves

@@ -25,10 +25,12 @@ class Trajectory:
     Attributes:
         objective: ``(T + 1, B)`` F at the reported iterate, k = 0 … T.
         final: ``(B, n)`` the last reported iterate.
+        state: the rule's final state (rules only; e.g. a safeguard's ``fallbacks``).
     """
 
     objective: Tensor
     final: Tensor
+    state: State | None = None
 
 
 def unroll(
@@ -77,11 +79,11 @@ def rollout(method: Method, instances: Instances, steps: int, differentiable: bo
 def _rollout_rule(rule: UpdateRule, instances: Instances, steps: int) -> Trajectory:
     x = instances.x0()
     values = [instances.objective(x)]
+    final, state = x, None
     for x, state in unroll(rule, instances, steps, x=x):
-        x_reported = rule.iterate(x, state)
-        values.append(instances.objective(x_reported))
-    final = x if steps == 0 else x_reported
-    return Trajectory(torch.stack(values), final)
+        final = rule.iterate(x, state)
+        values.append(instances.objective(final))
+    return Trajectory(torch.stack(values), final, state)
 
 
 def _rollout_optimizer(factory: OptimizerFactory, instances: Instances, steps: int) -> Trajectory:

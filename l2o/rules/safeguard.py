@@ -6,13 +6,14 @@ With ``T(x) = prox_{λ/L ||.||_1}(x - ∇f(x) / L)`` the proximal-gradient step 
 
     F(T(x)) <= F(x) - ||G(x)||² / (2L)                                     (★)
 
-Each step the wrapped rule proposes ``c``; the safeguard **accepts c iff**
-``F(c) <= F(x_k) - ||G(x_k)||² / (2L)`` (and ``F(c)`` is finite), **else it takes
-``T(x_k)``**, which satisfies the same inequality by (★). So every iterate obeys
+Each step the wrapped rule proposes ``c``; with ``σ ∈ (0, 1]`` (``sufficient_decrease``)
+the safeguard **accepts c iff** ``F(c) <= F(x_k) - σ ||G(x_k)||² / (2L)`` (and ``F(c)``
+is finite), **else it takes ``T(x_k)``**, which satisfies the inequality by (★) since
+σ <= 1. So every iterate obeys
 
-    F(x_{k+1}) <= F(x_k) - ||G(x_k)||² / (2L):
+    F(x_{k+1}) <= F(x_k) - σ ||G(x_k)||² / (2L):
 
-the objective is monotone non-increasing, ``Σ_k ||G(x_k)||² <= 2L (F(x_0) - F*)`` so
+the objective is monotone non-increasing, ``Σ_k ||G(x_k)||² <= 2L (F(x_0) - F*) / σ`` so
 ``min_{j<=k} ||G(x_j)|| = O(1/sqrt(k))`` and ``G(x_k) -> 0``; on convex problems with
 bounded level sets every limit point is a minimizer and ``F(x_k) -> F*``. Whenever the
 learned step is accepted it is at least as good (in this bound) as the classical one; when
@@ -47,15 +48,23 @@ INNER = "inner."
 class SafeguardedRule(UpdateRule):
     """``rule`` under the sufficient-decrease safeguard (module docstring).
 
+    Args:
+        rule: the rule to safeguard.
+        sufficient_decrease: σ ∈ (0, 1]; smaller accepts more learned steps (the guaranteed
+            decrease per step is σ times the prox-gradient bound's).
+
     State: the wrapped rule's state under ``inner.*`` keys, and ``fallbacks`` ``(B, 1)``,
     the number of rejected proposals per instance.
     """
 
-    def __init__(self, rule: UpdateRule) -> None:
+    def __init__(self, rule: UpdateRule, sufficient_decrease: float = 0.1) -> None:
         super().__init__()
         if isinstance(rule, SafeguardedRule):
             raise ValueError("the rule is already safeguarded")
+        if not 0.0 < sufficient_decrease <= 1.0:
+            raise ValueError(f"sufficient_decrease must be in (0, 1], got {sufficient_decrease}")
         self.rule = rule
+        self.sufficient_decrease = float(sufficient_decrease)
 
     def init_state(self, x: Tensor, ctx: StepContext) -> State:
         inner = self.rule.init_state(x, ctx)
@@ -68,7 +77,7 @@ class SafeguardedRule(UpdateRule):
         candidate, inner = self.rule.step(x, grad, inner, ctx)
         alpha = step_size(None, ctx, "the safeguard")
         fallback = soft_threshold(x - alpha * grad, alpha * ctx.l1)
-        decrease = instance_dot(x - fallback, x - fallback) / (2 * alpha)  # ||G||² / (2L)
+        decrease = self.sufficient_decrease * instance_dot(x - fallback, x - fallback) / (2 * alpha)  # σ||G||²/(2L)
         threshold = ctx.objective(x)[:, None] - decrease
         proposed = ctx.objective(candidate)[:, None]
         accept = torch.isfinite(proposed) & (proposed <= threshold)

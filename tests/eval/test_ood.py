@@ -1,0 +1,86 @@
+"""`l2o eval-ood`: the report's numbers are the run's, reruns are identical, shifts are right."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from l2o import zoo
+from l2o.cli import main
+from l2o.eval.ood import ood_scenarios
+from l2o.eval.tables import _format
+from l2o.rules import GoMathRule, NTKGDRule
+from problems import ImageLassoFamily, LassoFamily, QuadraticFamily
+
+TOY = {"m": 20, "n": 40, "sparsity": 5, "l1": 0.1}
+
+
+@pytest.fixture
+def tiny_zoo(tmp_path, monkeypatch):
+    directory = tmp_path / "zoo"
+    monkeypatch.setenv("L2O_ZOO", str(directory))
+    torch.manual_seed(0)
+    zoo.save(GoMathRule(hidden_size=4), directory / "gomath-tiny", training={"family": "lasso", "family_params": TOY})
+    zoo.save(NTKGDRule(hidden_size=8), directory / "ntk-tiny",
+             training={"family": "quadratic", "family_params": {"m": 8, "n": 5}})
+    return directory
+
+
+def _markdown_rows(report: str, entry: str) -> list[list[str]]:
+    section = report.split(f"## {entry}\n", 1)[1].split("\n## ", 1)[0]
+    table = section.split("| scenario | method |", 1)[1].split("\n\n", 1)[0]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+
+
+def test_report_tables_match_the_json_of_the_same_run_and_reruns_are_identical(tiny_zoo, tmp_path, capsys):
+    out = tmp_path / "ood"
+    args = ["eval-ood", "--out", str(out), "--batch", "3", "--steps", "15", "--no-progress"]
+    assert main(args) == 0
+    assert "survives" in capsys.readouterr().out
+    payload = json.loads((out / "results.json").read_text())
+    report = (out / "report.md").read_text()
+    assert payload["settings"]["command"] == "l2o " + " ".join(args)
+    assert {e["name"] for e in payload["settings"]["entries"]} == {"gomath-tiny", "ntk-tiny"}
+    for entry in ("gomath-tiny", "ntk-tiny"):
+        rows = [r for r in payload["rows"] if r["entry"] == entry]
+        columns = [c for c in payload["columns"] if c != "entry"]
+        markdown = _markdown_rows(report, entry)
+        assert len(markdown) == len(rows) > 0
+        for cells, row in zip(markdown, rows):
+            expected = [_format(float(row[c])) if isinstance(row.get(c), (int, float)) or row.get(c) in ("inf", "nan")
+                        else str(row.get(c, "")) for c in columns]
+            assert cells == expected
+    for scenario in payload["settings"]["entries"][0]["scenarios"]:
+        assert (out / scenario["plot"]).stat().st_size > 1000
+    csv_lines = (out / "results.csv").read_text().strip().splitlines()
+    assert len(csv_lines) == 1 + len(payload["rows"])
+
+    assert main(args[:2] + [str(tmp_path / "again")] + args[3:]) == 0
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert again["rows"] == payload["rows"]
+
+
+def test_every_scenario_changes_only_what_its_name_says():
+    family = LassoFamily.toy()
+    scenarios = ood_scenarios(family, "lasso")
+    assert scenarios["InD"] is family
+    assert scenarios["x0: shifted +50"] == family.shifted(x0_shift=50.0)
+    assert scenarios["objective: lambda x5"] == family.shifted(l1=0.5)
+    assert scenarios["objective: dimensions x2"] == family.shifted(m=40, n=80, sparsity=10)
+    assert isinstance(scenarios["real: image patches (LASSO)"], ImageLassoFamily)
+    quadratic = ood_scenarios(QuadraticFamily(), "quadratic")  # no λ, sparsity or noise
+    assert not any(name.startswith(("objective: lambda", "objective: sparsity", "objective: noise", "real"))
+                   for name in quadratic)
+    for name, shifted in scenarios.items():
+        if not name.startswith("real"):
+            changed = {f.name for f in dataclasses.fields(family)
+                       if getattr(family, f.name) != getattr(shifted, f.name)}
+            assert changed <= {"data_scale", "l1", "sparsity", "noise_std", "m", "n", "x0_shift", "x0_std"}
+
+
+def test_eval_ood_refuses_an_unknown_entry(tiny_zoo, tmp_path):
+    with pytest.raises(KeyError, match="no zoo entry"):
+        main(["eval-ood", "--zoo", "nope", "--out", str(tmp_path / "x"), "--no-progress"])
