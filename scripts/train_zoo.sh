@@ -17,8 +17,10 @@ declare -A CONFIG=(
   [gomath-lasso]="configs/gomath_lasso.yaml $BUDGET_PAPER"
   [mathl2o-lasso]="configs/mathl2o_lasso.yaml $BUDGET_PAPER"
   [ntk-gd-qp]="configs/ntk_gd_qp.yaml"
+  [bfgs-least-squares]="configs/bfgs_least_squares.yaml"
+  [bfgs-logistic]="configs/bfgs_logistic.yaml"
 )
-ORDER=(gomath-lasso-toy mathl2o-lasso-toy gomath-logistic mathl2o-logistic gomath-lasso mathl2o-lasso ntk-gd-qp)
+ORDER=(gomath-lasso-toy mathl2o-lasso-toy gomath-logistic mathl2o-logistic gomath-lasso mathl2o-lasso ntk-gd-qp bfgs-least-squares bfgs-logistic)
 entries=("${@:-${ORDER[@]}}")
 for name in "${entries[@]}"; do
   read -r config overrides <<<"${CONFIG[$name]} "

@@ -8,6 +8,7 @@ from typing import Any
 
 from l2o.rules.adam import AdamRule
 from l2o.rules.base import State, StepContext, UpdateRule
+from l2o.rules.bfgs import BFGSRule, LearnedBFGSRule
 from l2o.rules.blackbox import L2LRule, RNNpropRule
 from l2o.rules.fista import FISTARule
 from l2o.rules.gd import ProxGDRule
@@ -24,6 +25,7 @@ RULES: dict[str, type[UpdateRule]] = {
     "l2l": L2LRule,
     "rnnprop": RNNpropRule,
     "ntk_gd": NTKGDRule,
+    "bfgs": LearnedBFGSRule,
 }
 
 
@@ -43,6 +45,8 @@ def rule_name(rule: UpdateRule) -> str:
 
 
 __all__ = [
+    "BFGSRule",
+    "LearnedBFGSRule",
     "AdamHDRule",
     "AdamRule",
     "CoordinateLSTMRule",

@@ -31,18 +31,21 @@ class StepContext:
         lipschitz: ``(B, 1)`` Lipschitz constant L of the smooth gradient, or None when
             unknown (deployment on a model); rules that need it then need an explicit lr.
         objective: ``F: (B, n) -> (B,)`` (smooth + nonsmooth part), or None; only
-            safeguarded rules evaluate it.
+            safeguards and line searches evaluate it.
+        gradient: ``∇f: (B, n) -> (B, n)``, or None; only rules that need a second
+            gradient per step (the exact quadratic step of BFGS) call it.
     """
 
     l1: Tensor
     lipschitz: Tensor | None = None
     objective: Callable[[Tensor], Tensor] | None = None
+    gradient: Callable[[Tensor], Tensor] | None = None
 
     @classmethod
     def for_instances(cls, instances) -> "StepContext":
         """The context of a :class:`problems.Instances` batch."""
         return cls(l1=instances.l1[:, None], lipschitz=instances.lipschitz()[:, None],
-                   objective=instances.objective)
+                   objective=instances.objective, gradient=instances.grad)
 
     @classmethod
     def constant(

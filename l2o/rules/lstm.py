@@ -81,8 +81,9 @@ class CoordinateLSTMRule(UpdateRule):
                 f"rule state is for {h.shape[1]} coordinates but x has {batch * dim}; "
                 "was the state created for other parameters?"
             )
-        out, (h, c) = self.lstm(features.reshape(1, batch * dim, width), (h, c))
-        raw = self.out(self.hidden(out[0]))
+        dtype = self.out.weight.dtype  # e.g. a float32 zoo rule driving float64 parameters
+        out, (h, c) = self.lstm(features.reshape(1, batch * dim, width).to(dtype), (h.to(dtype), c.to(dtype)))
+        raw = self.out(self.hidden(out[0])).to(features.dtype)
         return raw.reshape(batch, dim, len(self.heads)), h, c
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:

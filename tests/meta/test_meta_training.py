@@ -122,3 +122,25 @@ def test_invalid_data_module_arguments():
         ProblemDataModule(dtype="float16")
     with pytest.raises(ValueError, match="Invalid sparsity"):
         ProblemDataModule(family_params={"m": 5, "n": 10, "sparsity": 20})
+
+
+def test_short_meta_training_of_bfgs_step_sizes_beats_armijo_line_search(tmp_path):
+    """Learned coordinate-wise BFGS steps vs BFGS + Armijo backtracking, both from H_0 = I/L,
+    at a 10-iteration budget on held-out least-squares instances."""
+    from l2o.eval import in_double
+    from l2o.rules import BFGSRule
+
+    L.seed_everything(0, verbose=False)
+    data = ProblemDataModule(family="least_squares", family_params={"m": 20, "n": 10, "condition_number": 100.0},
+                             batch_size=16, steps_per_epoch=6, val_batch_size=16)
+    model = MetaTrainer(rule="bfgs", horizon=10, unroll=10, lr=1e-2, val_steps=10, meta_loss="log_relative")
+    _trainer(tmp_path, max_epochs=2, enable_checkpointing=False).fit(model, data)
+    held_out = data.family.sample(64, seed=999, dtype=torch.float64)
+    optimum = held_out.optimum()
+
+    def final(rule) -> float:
+        with torch.no_grad():
+            return median(relative_suboptimality(rollout(rule, held_out, 10).objective, optimum)[10])
+
+    learned, armijo = final(in_double(model.rule)), final(BFGSRule("armijo", initial="lipschitz"))
+    assert learned < 0.85 * armijo, (learned, armijo)

@@ -1,0 +1,154 @@
+"""BFGS: the core against SciPy, the classical step sizes, the learned steps' bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.optimize
+import torch
+
+from l2o.eval import rollout
+from l2o.eval.metrics import relative_suboptimality
+from l2o.features import instance_dot
+from l2o.optim import LearnedOptimizer
+from l2o.rules import BFGSRule, LearnedBFGSRule
+from l2o.rules.base import StepContext
+from l2o.rules.bfgs import bfgs_update, coordinate_step_sizes
+from problems import LeastSquaresFamily, LogisticFamily
+
+
+def _logistic_numpy(seed: int):
+    batch = LogisticFamily(m=40, n=6, sparsity=6).sample(1, seed=seed, dtype=torch.float64)
+    f = lambda x: batch.f(torch.from_numpy(x)[None]).item()  # noqa: E731
+    grad = lambda x: batch.grad(torch.from_numpy(x)[None])[0].numpy()  # noqa: E731
+    return f, grad, np.ones(6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bfgs_core_reproduces_scipy_iterates_and_inverse_hessian(seed):
+    """Along SciPy's own iterates, our H update gives SciPy's search directions (each step
+    is parallel to -H_k g_k) and, at the end, SciPy's inverse Hessian."""
+    f, grad, x0 = _logistic_numpy(seed)
+    iterates = [x0.copy()]
+    result = scipy.optimize.minimize(f, x0, jac=grad, method="BFGS", callback=lambda xk: iterates.append(xk.copy()),
+                                     options={"gtol": 1e-7})
+    assert result.success, result.message
+    assert len(iterates) > 5
+    H = torch.eye(6, dtype=torch.float64)[None]
+    before_last = H
+    for x, x_next in zip(iterates, iterates[1:]):
+        g = torch.from_numpy(grad(x))[None]
+        direction = torch.einsum("bij,bj->bi", H, g)
+        step = torch.from_numpy(x_next - x)[None]
+        alpha = -instance_dot(step, direction) / instance_dot(direction, direction)
+        torch.testing.assert_close(step, -alpha * direction, rtol=1e-7, atol=1e-12)
+        before_last, H = H, bfgs_update(H, step, torch.from_numpy(grad(x_next) - grad(x))[None])
+    # SciPy stops (gradient or step tolerance) before folding in its last (s, y) pair.
+    torch.testing.assert_close(before_last[0], torch.from_numpy(result.hess_inv), rtol=1e-6, atol=1e-9)
+
+
+def test_curvature_safeguard_skips_bad_pairs_and_keeps_H_positive_definite():
+    H = torch.eye(3, dtype=torch.float64)[None].repeat(2, 1, 1)
+    s = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]], dtype=torch.float64)
+    y = torch.tensor([[-1.0, 0.0, 0.0], [2.0, 1.0, 0.0]], dtype=torch.float64)  # yᵀs < 0, then > 0
+    updated = bfgs_update(H, s, y)
+    torch.testing.assert_close(updated[0], H[0])
+    assert not torch.equal(updated[1], H[1])
+    assert (torch.linalg.eigvalsh(updated) > 0).all()
+    torch.testing.assert_close(updated[1] @ y[1], s[1])  # the secant equation H⁺ y = s
+
+
+def test_exact_step_terminates_on_quadratics_and_armijo_is_monotone():
+    batch = LeastSquaresFamily(m=20, n=8, condition_number=100.0).sample(4, seed=3, dtype=torch.float64)
+    optimum = batch.optimum()
+    exact = rollout(BFGSRule("exact"), batch, 8).objective  # n steps with exact line search
+    assert relative_suboptimality(exact[-1], optimum).max() < 1e-9
+    armijo = rollout(BFGSRule("armijo", lr=10.0), batch, 40).objective  # 10 is too long: it backtracks
+    assert (armijo[1:] <= armijo[:-1] + 1e-12).all()
+    assert relative_suboptimality(armijo[-1], optimum).max() < 1e-8
+
+
+def test_hypergradient_step_adapts_a_bad_initial_step():
+    batch = LogisticFamily(m=60, n=10, sparsity=10).sample(4, seed=1, dtype=torch.float64)
+    optimum = batch.optimum()
+    fixed = rollout(BFGSRule("constant", lr=0.05, initial="lipschitz"), batch, 40).objective
+    adapted = rollout(BFGSRule("hypergradient", lr=0.05, hypergrad_lr=1.0, initial="lipschitz"), batch, 40).objective
+    assert (relative_suboptimality(adapted[-1], optimum) < relative_suboptimality(fixed[-1], optimum)).all()
+
+
+def test_untrained_learned_rule_is_bfgs_with_unit_step():
+    batch = LogisticFamily(m=60, n=10, sparsity=10).sample(3, seed=4, dtype=torch.float64)
+    learned = rollout(LearnedBFGSRule().double(), batch, 15).objective
+    classical = rollout(BFGSRule("constant", lr=1.0, initial="lipschitz"), batch, 15).objective
+    torch.testing.assert_close(learned, classical)
+
+
+@pytest.mark.parametrize("magnitude", [1e-30, 1.0, 1e30])
+def test_every_learned_step_lies_within_the_derived_bounds(magnitude):
+    generator = torch.Generator().manual_seed(int(np.log10(magnitude)) + 40)
+    batch, n, c, p_max = 64, 12, 0.5, 2.0
+    root = torch.randn(batch, n, n, generator=generator, dtype=torch.float64)
+    H = root @ root.transpose(1, 2) + 1e-3 * torch.eye(n, dtype=torch.float64)  # SPD, badly conditioned
+    grad = magnitude * torch.randn(batch, n, generator=generator, dtype=torch.float64)
+    direction = torch.einsum("bij,bj->bi", H, grad)
+    logits = 1e6 * torch.randn(batch, n, generator=generator, dtype=torch.float64)  # saturated outputs
+    scale = 30 * torch.randn(batch, 1, generator=generator, dtype=torch.float64)
+    p = coordinate_step_sizes(logits, scale, grad, direction, p_max, c)
+    unit = lambda v: v / v.norm(dim=-1, keepdim=True)  # noqa: E731
+    tau = instance_dot(unit(grad), unit(direction))
+    center = p_max * torch.sigmoid(scale)
+    assert torch.isfinite(p).all() and (p > 0).all()
+    assert (p >= center * (1 - c * tau) * (1 - 1e-12)).all() and (p <= center * (1 + c * tau) * (1 + 1e-12)).all()
+    descent = instance_dot(unit(grad), p * unit(direction))
+    assert (descent >= (1 - c) * center * tau * (1 - 1e-9)).all()  # gᵀPHg >= (1 - c) p̄ gᵀHg > 0
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1.0, 1e20])
+def test_learned_rule_steps_stay_in_bounds_on_extreme_gradients(scale):
+    torch.manual_seed(0)
+    rule = LearnedBFGSRule(hidden_size=8).double()
+    for parameter in rule.parameters():  # a "trained" (random, large) network
+        torch.nn.init.normal_(parameter, std=3.0)
+    batch = LeastSquaresFamily(m=12, n=7, condition_number=1e3).sample(4, seed=2, dtype=torch.float64)
+    x = torch.randn(4, 7, dtype=torch.float64)
+    ctx = StepContext.constant(x, lipschitz=scale * batch.lipschitz().max().item())
+    state = rule.init_state(x, ctx)
+    for _ in range(10):  # f = scale · (½||Ax - b||²): gradients of magnitude ~scale
+        grad = scale * batch.grad(x)
+        x_next, state = rule.step(x, grad, state, ctx)
+        p, direction = state["p"], state["direction"]
+        tau = instance_dot(grad / grad.norm(dim=-1, keepdim=True), direction / direction.norm(dim=-1, keepdim=True))
+        center = p.mean(-1, keepdim=True).detach()  # p̄ lies between min p and max p
+        assert torch.isfinite(x_next).all() and (p > 0).all() and (p < rule.p_max * (1 + rule.c)).all()
+        assert (p.amax(-1, keepdim=True) / p.amin(-1, keepdim=True) <= (1 + rule.c * tau) / (1 - rule.c * tau) + 1e-9).all()
+        assert (instance_dot(grad, p * direction) > 0).all() and center.gt(0).all()
+        x = x_next
+
+
+def test_learned_bfgs_is_a_drop_in_optimizer():
+    torch.manual_seed(0)
+    A, b = torch.randn(40, 6, dtype=torch.float64), torch.randn(40, dtype=torch.float64)
+    model = torch.nn.Linear(6, 1, bias=False).double()
+    lipschitz = torch.linalg.matrix_norm(A, ord=2).item() ** 2 / 40
+    opt = LearnedOptimizer(model.parameters(), rule=LearnedBFGSRule(), lipschitz=lipschitz)
+
+    def closure():
+        opt.zero_grad()
+        loss = 0.5 * (model(A).squeeze(-1) - b).square().mean()
+        loss.backward()
+        return loss
+
+    for _ in range(30):
+        opt.step(closure)
+    best = 0.5 * (A @ torch.linalg.lstsq(A, b).solution - b).square().mean()
+    assert closure().item() - best.item() < 1e-8
+    assert opt.state_dict()["state"][0]["rule_state"]["H"].shape == (1, 6, 6)
+
+
+def test_invalid_hyperparameters_are_refused():
+    with pytest.raises(ValueError, match="step"):
+        BFGSRule("wolfe-ish")
+    with pytest.raises(ValueError, match="bounds"):
+        LearnedBFGSRule(c=1.0)
+    with pytest.raises(ValueError, match="initial"):
+        LearnedBFGSRule(initial="random")
