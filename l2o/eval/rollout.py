@@ -48,7 +48,7 @@ def unroll(
     instances.check_point(x)
     state = rule.init_state(x, ctx) if state is None else state
     for _ in range(steps):
-        x, state = rule.step(x, instances.grad(x), state, ctx)
+        x, state = rule.step(x, instances.grad(x) if rule.uses_gradient else None, state, ctx)
         yield x, state
 
 

@@ -3,5 +3,6 @@
 from l2o.optim.base import RuleOptimizer
 from l2o.optim.classical import FISTA, ISTA, AdamHD, ProxGD, SGDHD
 from l2o.optim.learned import LearnedOptimizer
+from l2o.optim.zeroth_order import ZOOptimizer
 
-__all__ = ["AdamHD", "FISTA", "ISTA", "LearnedOptimizer", "ProxGD", "RuleOptimizer", "SGDHD"]
+__all__ = ["AdamHD", "FISTA", "ISTA", "LearnedOptimizer", "ProxGD", "RuleOptimizer", "SGDHD", "ZOOptimizer"]

@@ -18,6 +18,7 @@ from l2o.rules.lstm import CoordinateLSTMRule
 from l2o.rules.math_l2o import MathL2ORule
 from l2o.rules.ntk_gd import NTKGDRule
 from l2o.rules.safeguard import SafeguardedRule
+from l2o.rules.zeroth_order import LearnedAggregator, ZORule
 
 RULES: dict[str, type[UpdateRule]] = {
     "gomath": GoMathRule,
@@ -26,6 +27,7 @@ RULES: dict[str, type[UpdateRule]] = {
     "rnnprop": RNNpropRule,
     "ntk_gd": NTKGDRule,
     "bfgs": LearnedBFGSRule,
+    "zo": ZORule,
 }
 
 
@@ -45,6 +47,8 @@ def rule_name(rule: UpdateRule) -> str:
 
 
 __all__ = [
+    "LearnedAggregator",
+    "ZORule",
     "BFGSRule",
     "LearnedBFGSRule",
     "AdamHDRule",

@@ -71,6 +71,9 @@ class UpdateRule(nn.Module):
     ``step`` and reports its main iterate through :meth:`iterate`.
     """
 
+    #: False for zeroth-order rules: ``step`` then gets ``grad=None`` and queries ``ctx.objective``.
+    uses_gradient: bool = True
+
     def init_state(self, x: Tensor, ctx: StepContext) -> State:
         """The state before the first step at ``x: (B, n)``."""
         return {}

@@ -1,0 +1,202 @@
+"""Zeroth-order (ZO) gradient estimates from function values, and their aggregators
+("The Multi-Query Paradox in Zeroth-Order Optimization", Lin, Song, Xu 2025).
+
+At x, ``q`` directions ``u_1 … u_q`` (rows of ``U: (B, q, n)``; Gaussian, or uniform on the
+unit sphere) and finite differences with smoothing radius μ:
+
+    forward  δ_i = (f(x + μ u_i) - f(x)) / μ              (q + 1 queries)
+    central  δ_i = (f(x + μ u_i) - f(x - μ u_i)) / (2μ)   (2q queries)
+
+Aggregators map ``(U, δ)`` to an estimate ``g = Σ_i c_i u_i`` through coefficients ``c``
+that depend only on ``δ`` and the Gram matrix ``G = U Uᵀ`` ``(B, q, q)`` — so the drop-in
+optimizer can apply them with directions regenerated from seeds:
+
+* **ZO-Avg**: ``c = δ / q`` (× n for sphere directions, so that ``E[g] ≈ ∇f_μ``).
+* **ZO-Align**: ``c = G⁻¹ δ``, i.e. ``g = Uᵀ (U Uᵀ)⁻¹ δ``: the minimum-norm vector whose
+  directional derivatives along every u_i are the measured δ_i — the projection of the
+  gradient onto span(U). With q = n orthonormal directions, ``g`` is the finite-difference
+  gradient itself.
+* **Learned** (:class:`LearnedAggregator`): a small network over invariant summaries of
+  ``(δ, G)`` and the last step's progress mixes the two and scales the step.
+
+Memory is ``O(B q n)`` here (batched problem families); the drop-in
+:class:`~l2o.optim.ZOOptimizer` never materializes ``U``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from l2o.rules.base import State, StepContext, UpdateRule, validate_lr
+
+DIRECTIONS = ("gaussian", "sphere")
+SCHEMES = ("forward", "central")
+
+
+def sample_directions(shape: tuple[int, ...], kind: str, generator: torch.Generator,
+                      dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
+    """``(..., n)`` directions: standard Gaussian, or uniform on the unit sphere (last dim).
+    Drawn on the generator's device, then moved."""
+    if kind not in DIRECTIONS:
+        raise ValueError(f"Invalid directions: {kind!r}; choose from {DIRECTIONS}")
+    u = torch.randn(shape, generator=generator, dtype=dtype, device=generator.device)
+    if kind == "sphere":
+        u = u / torch.linalg.vector_norm(u, dim=-1, keepdim=True)
+    return u.to(device) if device is not None else u
+
+
+def finite_differences(objective, x: Tensor, U: Tensor, mu: float, scheme: str,
+                       value: Tensor | None = None) -> Tensor:
+    """``δ: (B, q)`` from ``objective: (B, n) -> (B,)`` at ``x: (B, n)`` along ``U: (B, q, n)``.
+    ``value`` = objective(x) may be passed to save a query (forward scheme)."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"Invalid scheme: {scheme!r}; choose from {SCHEMES}")
+    def along(sign: float) -> Tensor:
+        return torch.stack([objective(x + sign * mu * U[:, i]) for i in range(U.shape[1])], dim=1)
+
+    if scheme == "forward":
+        base = objective(x) if value is None else value
+        return (along(1.0) - base[:, None]) / mu
+    return (along(1.0) - along(-1.0)) / (2 * mu)
+
+
+def avg_coefficients(delta: Tensor, dim: int, kind: str) -> Tensor:
+    """ZO-Avg: ``c = δ / q`` (Gaussian), ``c = n δ / q`` (sphere). ``(B, q) -> (B, q)``."""
+    scale = dim if kind == "sphere" else 1.0
+    return delta * (scale / delta.shape[-1])
+
+
+def align_coefficients(delta: Tensor, gram: Tensor) -> Tensor:
+    """ZO-Align: ``c = G⁻¹ δ`` (least squares when G is singular). ``(B, q), (B, q, q) -> (B, q)``."""
+    return torch.linalg.lstsq(gram, delta[..., None], driver="gelsd" if gram.device.type == "cpu" else None).solution[..., 0]
+
+
+def combine(U: Tensor, coefficients: Tensor) -> Tensor:
+    """``g = Σ_i c_i u_i``: ``(B, q, n), (B, q) -> (B, n)``."""
+    return torch.einsum("bqn,bq->bn", U, coefficients)
+
+
+class LearnedAggregator(nn.Module):
+    """Coefficients ``c = γ (λ c_align + (1 - λ) c_avg)`` with ``(λ, log γ)`` from an MLP over
+    per-instance invariants (no dependence on n or on the coordinates, so one trained
+    aggregator serves any model):
+
+    ``[log(||g_align|| / ||g_avg||), cos(g_align, g_avg), q / n, tanh(last relative decrease)]``
+
+    where norms and cosines come from G alone (``||Σ c_i u_i||² = cᵀ G c``). The output
+    layer starts at zero: untrained, λ = ½ and γ = 1.
+    """
+
+    num_features = 4
+
+    def __init__(self, hidden_size: int = 16) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.net = nn.Sequential(nn.Linear(self.num_features, hidden_size), nn.Tanh(), nn.Linear(hidden_size, 2))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, c_align: Tensor, c_avg: Tensor, gram: Tensor, dim: int, progress: Tensor) -> Tensor:
+        """``(B, q)`` coefficients; ``progress: (B, 1)`` the last relative decrease of f."""
+        tiny = torch.finfo(gram.dtype).tiny
+        quad = lambda a, b: torch.einsum("bi,bij,bj->b", a, gram, b)[:, None]  # noqa: E731
+        norm_align, norm_avg = quad(c_align, c_align).clamp_min(tiny).sqrt(), quad(c_avg, c_avg).clamp_min(tiny).sqrt()
+        features = torch.cat([
+            torch.log(norm_align / norm_avg), quad(c_align, c_avg) / (norm_align * norm_avg),
+            torch.full_like(norm_avg, c_align.shape[-1] / dim), torch.tanh(progress)], dim=-1)
+        mix, log_scale = self.net(features.to(self.net[0].weight.dtype)).to(gram.dtype).unbind(-1)
+        weight = torch.sigmoid(mix)[:, None]
+        return torch.exp(log_scale)[:, None] * (weight * c_align + (1 - weight) * c_avg)
+
+
+def default_step(aggregator: str, q: int, dim: int) -> float:
+    """The step (in units of 1/L) each aggregator is run with when no lr is given.
+
+    ZO-Align's estimate is a projection of the gradient (``||g|| <= ||∇f||`` up to the
+    finite-difference error), so 1/L is the GD-safe step. ZO-Avg's Gaussian estimate has
+    ``E||g||² ≈ (n + q + 1) / q · ||∇f||²``, so its safe step is ``q / ((n + q + 1) L)``
+    (Nesterov & Spokoiny's 1/((n + 4) L) for q = 1, up to the constant). The learned
+    aggregator starts from the same scaling (its avg input is multiplied by that factor)
+    and 1/L, and learns to rescale.
+    """
+    return q / (dim + q + 1) if aggregator == "avg" else 1.0
+
+
+def aggregate(aggregator: str | LearnedAggregator, delta: Tensor, gram: Tensor, dim: int,
+              kind: str, progress: Tensor | None = None) -> Tensor:
+    """The coefficients of any aggregator: ``"avg"``, ``"align"`` or a learned one."""
+    if aggregator == "avg":
+        return avg_coefficients(delta, dim, kind)
+    if aggregator == "align":
+        return align_coefficients(delta, gram)
+    if isinstance(aggregator, LearnedAggregator):
+        progress = torch.zeros_like(delta[:, :1]) if progress is None else progress
+        c_avg = avg_coefficients(delta, dim, kind) * default_step("avg", delta.shape[-1], dim)
+        return aggregator(align_coefficients(delta, gram), c_avg, gram, dim, progress)
+    raise ValueError(f"Invalid aggregator: {aggregator!r}; use 'avg', 'align' or a LearnedAggregator")
+
+
+class ZORule(UpdateRule):
+    """ZO descent ``x_{k+1} = x_k - lr · g_k`` with ``g_k`` from q queries and an aggregator,
+    on batches of problem instances (the objective comes from ``ctx.objective``; the
+    gradient argument of :meth:`step` is ignored). Directions are drawn from a generator
+    seeded with ``(seed, k)``: a rollout is reproducible.
+
+    Args:
+        aggregator: ``"avg"``, ``"align"`` or ``"learned"`` (a :class:`LearnedAggregator`,
+            trained by meta-training).
+        q: queries per iteration; lr: step size (None: 1/L from the context);
+        mu: smoothing radius; directions: ``"gaussian"`` | ``"sphere"``;
+        scheme: ``"central"`` | ``"forward"``; seed; hidden_size (learned only).
+    """
+
+    uses_gradient = False
+
+    def __init__(self, aggregator: str = "learned", q: int = 4, lr: float | None = None, mu: float = 1e-3,
+                 directions: str = "gaussian", scheme: str = "central", seed: int = 0, hidden_size: int = 16) -> None:
+        super().__init__()
+        if aggregator not in ("avg", "align", "learned"):
+            raise ValueError(f"Invalid aggregator: {aggregator!r}; choose from avg, align, learned")
+        if not isinstance(q, int) or q < 1:
+            raise ValueError(f"Invalid q: {q!r} (a positive int)")
+        if not mu > 0:
+            raise ValueError(f"Invalid mu: {mu} (> 0)")
+        if directions not in DIRECTIONS or scheme not in SCHEMES:
+            raise ValueError(f"Invalid directions/scheme: {directions!r}, {scheme!r}")
+        validate_lr(lr)
+        self.aggregator_name, self.q, self.lr, self.mu = aggregator, q, lr, float(mu)
+        self.directions, self.scheme, self.seed, self.hidden_size = directions, scheme, seed, hidden_size
+        self.aggregator = LearnedAggregator(hidden_size) if aggregator == "learned" else None
+
+    def config(self) -> dict[str, Any]:
+        return {"aggregator": self.aggregator_name, "q": self.q, "lr": self.lr, "mu": self.mu,
+                "directions": self.directions, "scheme": self.scheme, "seed": self.seed,
+                "hidden_size": self.hidden_size}
+
+    def queries_per_step(self) -> int:
+        return 2 * self.q if self.scheme == "central" else self.q + 1
+
+    def init_state(self, x: Tensor, ctx: StepContext) -> State:
+        return {"k": x.new_zeros(()), "progress": x.new_zeros(x.shape[0], 1), "last": x.new_full((x.shape[0], 1), float("nan"))}
+
+    def step(self, x: Tensor, grad: Tensor | None, state: State, ctx: StepContext) -> tuple[Tensor, State]:
+        if ctx.objective is None:
+            raise ValueError("a ZO rule needs the objective (problem instances or a closure)")
+        k = int(state["k"].item())
+        generator = torch.Generator().manual_seed(hash((self.seed, k)) & 0x7FFFFFFF)
+        U = sample_directions((x.shape[0], self.q, x.shape[1]), self.directions, generator, x.dtype, x.device)
+        value = ctx.objective(x)
+        delta = finite_differences(ctx.objective, x, U, self.mu, self.scheme, value=value)
+        gram = U @ U.transpose(1, 2)
+        last = state["last"]
+        progress = torch.where(torch.isfinite(last), (last - value[:, None]) / last.abs().clamp_min(1e-30), 0.0)
+        aggregator = self.aggregator if self.aggregator is not None else self.aggregator_name
+        coefficients = aggregate(aggregator, delta, gram, x.shape[1], self.directions, progress)
+        lr = self.lr if self.lr is not None else default_step(self.aggregator_name, self.q, x.shape[1]) / ctx.lipschitz
+        return x - lr * combine(U, coefficients), {"k": state["k"] + 1, "progress": progress.detach(), "last": value[:, None].detach()}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.config().items())

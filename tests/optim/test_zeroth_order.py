@@ -1,0 +1,142 @@
+"""ZOOptimizer: closure-only, exact in-place restore, trains without backward, contract."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from l2o.optim import ZOOptimizer
+from problems.real_data import iris
+
+
+def _model(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 1))
+
+
+def _bits(model) -> list[torch.Tensor]:
+    return [p.detach().view(torch.int32).clone() for p in model.parameters()]
+
+
+def _loss_closure(model):
+    features, labels = iris()
+    features, labels = features.float(), (labels > 0).float()
+
+    def closure():
+        return torch.nn.functional.binary_cross_entropy_with_logits(model(features).squeeze(-1), labels)
+    return closure
+
+
+@pytest.mark.parametrize("aggregator", ["avg", "align"])
+def test_constant_closure_changes_no_parameter(aggregator):
+    model = _model()
+    before = _bits(model)
+    optimizer = ZOOptimizer(model.parameters(), lr=0.1, q=3, aggregator=aggregator, seed=0)
+    for _ in range(3):
+        assert optimizer.step(lambda: 1.5) == 1.5
+    assert all(torch.equal(a, b) for a, b in zip(before, _bits(model)))
+
+
+@pytest.mark.parametrize("scheme", ["central", "forward"])
+def test_perturbations_are_restored_bit_for_bit(scheme):
+    """Inside the closure the parameters are perturbed; after every evaluation they are
+    exactly the originals again (checked at each call), although (p + a) - a != p for some
+    elements in float32 (tiny weights are included on purpose)."""
+    model = _model()
+    with torch.no_grad():
+        model[0].weight[0, :2] = torch.tensor([1e-7, -3e-9])
+        model[0].bias.zero_()
+    original = _bits(model)
+    seen = []
+
+    def closure():  # a constant loss: the step itself changes nothing, only the probes do
+        seen.append(not all(torch.equal(a, b) for a, b in zip(original, _bits(model))))
+        return 0.25
+
+    optimizer = ZOOptimizer(model.parameters(), lr=0.1, q=4, mu=1e-2, seed=1, scheme=scheme)
+    optimizer.step(closure)
+    assert seen.count(True) == (8 if scheme == "central" else 4)  # every probe saw perturbed parameters
+    assert optimizer.last_restore_log > 0  # naive add/sub would not have restored some elements
+    assert all(torch.equal(a, b) for a, b in zip(original, _bits(model)))
+
+
+@pytest.mark.parametrize("aggregator", ["avg", "align"])
+def test_trains_a_small_model_without_ever_calling_backward(aggregator):
+    model = _model()
+    closure = _loss_closure(model)
+    start = closure().item()
+    optimizer = ZOOptimizer(model.parameters(), lr=0.2 if aggregator == "align" else 0.02,
+                            q=8, aggregator=aggregator, seed=0)
+    for _ in range(300):
+        optimizer.step(closure)
+    final = closure().item()
+    assert final < 0.5 * start and final < 0.35, (start, final)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_closure_that_calls_backward_is_refused():
+    model = _model()
+    features, _ = iris()
+
+    def closure():
+        loss = model(features.float()).sum()
+        loss.backward()
+        return loss
+
+    with pytest.raises(RuntimeError):
+        ZOOptimizer(model.parameters(), lr=0.1, seed=0).step(closure)
+
+
+def test_state_dict_round_trip_continues_identically():
+    model = _model()
+    optimizer = ZOOptimizer(model.parameters(), lr=0.05, q=2, aggregator="align", seed=3)
+    closure = _loss_closure(model)
+    for _ in range(4):
+        optimizer.step(closure)
+    saved_model, saved_optimizer = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
+    for _ in range(4):
+        optimizer.step(closure)
+    expected = _bits(model)
+    fresh = _model(seed=9)
+    fresh.load_state_dict(saved_model)
+    restored = ZOOptimizer(fresh.parameters(), lr=0.05, q=2, aggregator="align", seed=123)
+    restored.load_state_dict(saved_optimizer)  # the seed and step come back with the state
+    fresh_closure = _loss_closure(fresh)
+    for _ in range(4):
+        restored.step(fresh_closure)
+    assert all(torch.equal(a, b) for a, b in zip(expected, _bits(fresh)))
+
+
+def test_param_groups_lr_and_frozen_parameters():
+    model = _model()
+    model[0].bias.requires_grad_(False)
+    frozen = model[0].bias.detach().clone()
+    head = model[2].weight.detach().clone()
+    optimizer = ZOOptimizer([{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.0 + 1e-12}],
+                            lr=0.1, q=2, seed=0)
+    optimizer.step(_loss_closure(model))
+    assert torch.equal(model[0].bias, frozen)
+    assert (model[2].weight - head).abs().max() < 1e-9 and optimizer.param_groups[1]["lr"] == 1e-12
+
+
+@pytest.mark.parametrize("kwargs", [{"lr": 0.0}, {"lr": float("nan")}, {"lr": 0.1, "q": 0},
+                                    {"lr": 0.1, "mu": -1.0}, {"lr": 0.1, "aggregator": "median"},
+                                    {"lr": 0.1, "scheme": "backward"}])
+def test_invalid_hyperparameters_are_refused(kwargs):
+    with pytest.raises((ValueError, KeyError)):
+        ZOOptimizer(_model().parameters(), **kwargs)
+
+
+def test_bad_closures_are_refused_and_lose_nothing():
+    model = _model()
+    before = _bits(model)
+    optimizer = ZOOptimizer(model.parameters(), lr=0.1, q=2, seed=0)
+    with pytest.raises(ValueError, match="closure"):
+        optimizer.step()
+    with pytest.raises(ValueError, match="non-finite"):
+        optimizer.step(lambda: float("nan"))
+    assert all(torch.equal(a, b) for a, b in zip(before, _bits(model)))
+    with pytest.raises(ValueError, match="real floating-point"):
+        ZOOptimizer([torch.zeros(2, dtype=torch.complex64, requires_grad=True)], lr=0.1)
