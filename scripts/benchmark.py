@@ -5,7 +5,12 @@
 2. ``step()`` time of learned optimizers vs ``torch.optim.Adam`` on MLPs of ~1M and ~10M
    parameters;
 3. amortized solving: time to reach a relative suboptimality on many LASSO instances with a
-   zoo optimizer (one batched call) vs batched FISTA vs cvxpy one instance at a time.
+   zoo optimizer (one batched call) vs batched FISTA vs cvxpy one instance at a time;
+4. ZO memory: peak memory of one ``ZOOptimizer`` step (closure only) vs one backprop step
+   (forward + backward + SGD) on the same MLP and batch, each in a fresh subprocess after
+   one warm-up step: the rise of peak RSS above the resident size before the step (Linux
+   /proc; reset with clear_refs), or on CUDA ``max_memory_allocated`` above the allocated
+   memory before the step.
 
 Every section runs on the CPU, and on CUDA too when a GPU is present (skipped otherwise).
 
@@ -16,6 +21,7 @@ Every section runs on the CPU, and on CUDA too when a GPU is present (skipped ot
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from typing import Callable
@@ -170,9 +176,73 @@ def amortized_solving(args) -> Table:
     return table
 
 
+# ------------------------------------------------------------------- 4. ZO memory
+MEMORY_PROBE = r"""
+import sys, torch
+from l2o.optim import ZOOptimizer
+mode, parameters, batch, device = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+torch.manual_seed(0)
+width = int((parameters / 3) ** 0.5)
+model = torch.nn.Sequential(*[m for _ in range(3) for m in (torch.nn.Linear(width, width), torch.nn.ReLU())]).to(device)
+data = torch.randn(batch, width, device=device)
+loss = lambda: model(data).square().mean()
+if mode == "zo":
+    optimizer = ZOOptimizer(model.parameters(), lr=1e-3, q=1, seed=0)
+    step = lambda: optimizer.step(loss)
+else:
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)  # both modes end holding only the model
+step()  # warm-up: one-time costs (kernels, thread pools, lazy imports) are not the step's
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+if device == "cuda":
+    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+else:
+    open("/proc/self/clear_refs", "w").write("5")  # reset the peak RSS (VmHWM)
+    before = status("VmRSS")
+step()
+if device == "cuda":
+    torch.cuda.synchronize()
+    print(torch.cuda.max_memory_allocated() - before)
+else:
+    print(status("VmHWM") - before)
+"""
+
+
+def peak_memory(mode: str, parameters: int, batch: int, device: str) -> int:
+    import subprocess
+    import sys
+
+    # Large blocks always mmap-ed and returned on free: RSS then tracks live memory (glibc's
+    # adaptive threshold would otherwise keep freed temporaries in the heap).
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    result = subprocess.run([sys.executable, "-c", MEMORY_PROBE, mode, str(parameters), str(batch), device],
+                            capture_output=True, text=True, check=True, env=env)
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+def zo_memory(args) -> Table:
+    table = Table(["device", "params", "batch", "backprop step MB", "ZO step MB", "ZO / backprop"])
+    for device in devices():
+        for size in args.sizes:
+            backprop = peak_memory("backprop", size, args.memory_batch, device)
+            zo = peak_memory("zo", size, args.memory_batch, device)
+            table.add(device=device, params=size, batch=args.memory_batch, **{
+                "backprop step MB": backprop / 2**20, "ZO step MB": zo / 2**20, "ZO / backprop": zo / backprop})
+            print(table.to_markdown().splitlines()[-1], flush=True)
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", nargs="+", default=["throughput", "step", "amortized"])
+    parser.add_argument("--sections", nargs="+", default=["throughput", "step", "amortized", "zo_memory"])
     parser.add_argument("--rules", nargs="+", default=["gomath", "mathl2o", "l2l", "rnnprop", "ntk_gd"])
     parser.add_argument("--m", type=int, default=250)
     parser.add_argument("--n", type=int, default=500)
@@ -188,9 +258,11 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=30_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--memory-batch", type=int, default=256, help="inputs per step in the ZO memory section")
     parser.add_argument("--out", default="out/benchmark")
     args = parser.parse_args()
-    sections = {"throughput": meta_training_throughput, "step": step_overhead, "amortized": amortized_solving}
+    sections = {"throughput": meta_training_throughput, "step": step_overhead, "amortized": amortized_solving,
+                "zo_memory": zo_memory}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, devices: {devices()}\n")
     for section in args.sections:
         print(f"## {section}\n")

@@ -8,9 +8,9 @@ only evaluated — run under ``torch.no_grad()``, never back-propagated.
 **Memory.** No copy of the parameters and no direction tensors are kept: direction
 ``u_i`` restricted to parameter ``j`` is regenerated from a generator seeded with
 ``(seed, step, i, j)`` each time it is needed (perturb, restore, Gram matrix, update), and
-the parameters are perturbed in place. Transient memory is a few temporaries the size of
-the **largest single parameter tensor** (q of them while forming ZO-Align's q×q Gram
-matrix), plus the exact-restore log below; the model's activations are those of inference.
+the parameters are perturbed in place. Parameters are processed in chunks of ``CHUNK``
+elements, so transient memory is a few chunk-sized temporaries (q of them while forming
+ZO-Align's q×q Gram matrix), plus the exact-restore log below; the model's activations are those of inference.
 
 **Exact restore.** ``(p + a) - a`` is not ``p`` in floating point for every element
 (rounding when |a| is comparable to |p|, binade crossings), and no in-place scheme can undo
@@ -18,14 +18,17 @@ a non-injective rounding from ``p + a`` alone. So before each perturbation the o
 computes, one parameter tensor at a time, which elements would not round-trip bit-for-bit,
 and logs only those (index and original value); after the evaluation it subtracts ``a``
 and writes the logged elements back. Parameters are therefore restored **bit for bit**,
-and the log holds only the exceptions (its size is reported by :attr:`last_restore_log`;
-typically well under 1% of the elements for μ = 1e-3 on float32 weights of order 0.1).
+and the log holds only the exceptions, 8 bytes each (a chunk-local int32 index and the
+value); :attr:`last_restore_log` reports their largest count. Measured on a PyTorch-default
+initialized 6.7M-parameter float32 MLP (weights ~1e-2): 8.1% of the elements at
+μ = 1e-3, 1.5% at μ = 1e-4, i.e. 0.65 (0.12) bytes per parameter: 16% (3%) of what a
+float32 copy of the parameters would cost. Smaller μ relative to the weights logs less.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor
@@ -34,6 +37,7 @@ from torch.optim import Optimizer
 from l2o.rules.zeroth_order import DIRECTIONS, SCHEMES, LearnedAggregator, ZORule, aggregate
 
 _BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+CHUNK = 1 << 18  # elements per regenerated direction chunk (1 MB of float32)
 
 
 def _same_bits(a: Tensor, b: Tensor) -> Tensor:
@@ -74,8 +78,8 @@ class ZOOptimizer(Optimizer):
         super().__init__(params, {"lr": float(lr)})
         for group in self.param_groups:
             for p in group["params"]:
-                if p.is_sparse or p.is_complex() or not p.is_floating_point():
-                    raise ValueError("ZOOptimizer supports dense real floating-point parameters only")
+                if p.is_sparse or p.is_complex() or not p.is_floating_point() or not p.is_contiguous():
+                    raise ValueError("ZOOptimizer supports dense, contiguous, real floating-point parameters only")
         self.q, self.mu, self.directions, self.scheme = q, float(mu), directions, scheme
         self.aggregator = _resolve_aggregator(aggregator)
         base = int(torch.randint(0, 2**31 - 1, ())) if seed is None else int(seed)
@@ -93,36 +97,49 @@ class ZOOptimizer(Optimizer):
         that ``state_dict`` round-trips it."""
         return self.state[self.param_groups[0]["params"][0]]
 
-    def _direction(self, query: int, index: int, p: Tensor) -> Tensor:
-        """``u_query`` restricted to parameter ``index`` (Gaussian; sphere scaling is global)."""
-        seed = hash((self._meta["seed"], self._meta["step"], query, index)) & 0x7FFF_FFFF_FFFF
-        generator = torch.Generator(device=p.device).manual_seed(seed)
-        return torch.randn(p.shape, generator=generator, dtype=p.dtype, device=p.device)
+    def _chunks(self, query: int, index: int, p: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+        """``(view, u)`` pairs covering parameter ``index``: a flat slice of ``p`` (a view, so
+        in-place ops change ``p``) and ``u_query`` on it, each chunk drawn from its own
+        generator seeded with ``(seed, step, query, index, chunk)`` (Gaussian; the sphere
+        scaling is global). Temporaries are O(CHUNK), whatever the parameter's size."""
+        flat = p.view(-1)
+        for chunk, start in enumerate(range(0, flat.numel(), CHUNK)):
+            view = flat[start : start + CHUNK]
+            seed = hash((self._meta["seed"], self._meta["step"], query, index, chunk)) & 0x7FFF_FFFF_FFFF
+            generator = torch.Generator(device=p.device).manual_seed(seed)
+            yield view, torch.randn(view.shape, generator=generator, dtype=p.dtype, device=p.device)
 
     def _gram(self) -> Tensor:
-        """``G = U Uᵀ`` ``(q, q)`` in float64, accumulated one parameter at a time."""
+        """``G = U Uᵀ`` ``(q, q)`` in float64, accumulated chunk by chunk (q chunks at a time)."""
         gram = torch.zeros(self.q, self.q, dtype=torch.float64)
         for index, p in enumerate(self._params()):
-            block = torch.stack([self._direction(i, index, p).reshape(-1) for i in range(self.q)]).double()
-            gram += (block @ block.T).cpu()
+            streams = [self._chunks(i, index, p) for i in range(self.q)]
+            for pieces in zip(*streams):
+                block = torch.stack([u for _, u in pieces]).double()
+                gram += (block @ block.T).cpu()
         return gram
 
     def _shift(self, query: int, amount: float) -> list[tuple[Tensor, Tensor]]:
-        """``p += amount · u_query`` in place for every parameter; returns the restore log."""
+        """``p += amount · u_query`` in place for every parameter; returns the restore log:
+        per chunk, the flat indices (into the chunk) and original values of the elements
+        that ``- amount · u`` would not restore bit for bit."""
         log = []
         for index, p in enumerate(self._params()):
-            a = amount * self._direction(query, index, p)
-            bad = ~_same_bits((p + a) - a, p)
-            where = bad.reshape(-1).nonzero().squeeze(-1)
-            log.append((where, p.reshape(-1)[where].clone()))
-            p.add_(a)
+            for view, u in self._chunks(query, index, p):
+                a = amount * u
+                where = (~_same_bits((view + a) - a, view)).nonzero().squeeze(-1).to(torch.int32)
+                log.append((where, view[where].clone()))
+                view.add_(a)
         self.last_restore_log = max(self.last_restore_log, sum(w.numel() for w, _ in log))
         return log
 
     def _unshift(self, query: int, amount: float, log: list[tuple[Tensor, Tensor]]) -> None:
-        for index, (p, (where, values)) in enumerate(zip(self._params(), log)):
-            p.sub_(amount * self._direction(query, index, p))
-            p.view(-1)[where] = values
+        entries = iter(log)
+        for index, p in enumerate(self._params()):
+            for view, u in self._chunks(query, index, p):
+                where, values = next(entries)
+                view.sub_(amount * u)
+                view[where.long()] = values
 
     def _evaluate(self, closure: Callable[[], Any]) -> float:
         value = closure()
@@ -169,7 +186,8 @@ class ZOOptimizer(Optimizer):
         for index, (p, lr) in enumerate(zip(params, rates)):
             for i in range(self.q):
                 if coefficients[i] != 0:  # a constant loss changes nothing, not even -0.0
-                    p.add_(self._direction(i, index, p), alpha=-lr * float(coefficients[i]))
+                    for view, u in self._chunks(i, index, p):
+                        view.add_(u, alpha=-lr * float(coefficients[i]))
         self._meta["step"] += 1
         self._meta["last"] = loss
         return loss
