@@ -27,7 +27,7 @@ from l2o.eval.compare import compare
 from l2o.eval.plots import plot_convergence
 from l2o.eval.report import classical_baselines, in_double
 from l2o.eval.tables import Table
-from l2o.rules import SafeguardedRule
+from l2o.rules import BFGSRule, LearnedBFGSRule, SafeguardedRule, UpdateRule, ZORule
 from problems import FAMILIES, ImageLassoFamily, IrisLogisticL1Family, ProblemFamily
 
 SURVIVAL = 1e-2
@@ -46,6 +46,19 @@ SHIFTS: dict[str, Any] = {
     "x0: shifted +50": lambda f: {"x0_shift": f.x0_shift + 50.0},
     "x0: spread x10": lambda f: {"x0_std": 10.0 * max(f.x0_std, 1.0)},
 }
+
+
+def method_baselines(rule: UpdateRule) -> dict[str, UpdateRule]:
+    """The classical counterparts of a learned rule's own method, next to the common
+    baselines: BFGS with Armijo / hypergradient steps for learned BFGS, ZO-Avg and ZO-Align
+    at the same queries per step for a learned ZO aggregator."""
+    if isinstance(rule, LearnedBFGSRule):
+        return {"BFGS-Armijo": BFGSRule("armijo", initial=rule.initial),
+                "BFGS-HD": BFGSRule("hypergradient", hypergrad_lr=1e-2, initial=rule.initial)}
+    if isinstance(rule, ZORule):
+        config = {k: v for k, v in rule.config().items() if k not in ("aggregator", "lr", "hidden_size")}
+        return {f"ZO-Avg (q={rule.q})": ZORule("avg", **config), f"ZO-Align (q={rule.q})": ZORule("align", **config)}
+    return {}
 
 
 def ood_scenarios(family: ProblemFamily, family_name: str) -> dict[str, ProblemFamily]:
@@ -153,7 +166,8 @@ def evaluate_ood(
     with tqdm(total=total, desc="l2o eval-ood", disable=not progress, file=sys.stderr) as bar:
         for name, rule, family_name, params, scenarios in plan:
             rule = in_double(rule).eval()
-            methods = {name: rule, f"{name}+safeguard": SafeguardedRule(rule), **classical_baselines()}
+            methods = {name: rule, f"{name}+safeguard": SafeguardedRule(rule), **method_baselines(rule),
+                       **classical_baselines()}
             record = {"name": name, "family": family_name, "family_params": params, "scenarios": []}
             for index, (scenario, family) in enumerate(scenarios.items()):
                 bar.set_postfix_str(f"{name}: {scenario}")

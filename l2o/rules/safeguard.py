@@ -74,7 +74,7 @@ class SafeguardedRule(UpdateRule):
         if ctx.objective is None:
             raise ValueError("the safeguard needs the objective (a closure, or problem instances)")
         inner = {k[len(INNER):]: v for k, v in state.items() if k.startswith(INNER)}
-        candidate, inner = self.rule.step(x, grad, inner, ctx)
+        candidate, inner = self.rule.step(x, grad if self.rule.uses_gradient else None, inner, ctx)
         alpha = step_size(None, ctx, "the safeguard")
         fallback = soft_threshold(x - alpha * grad, alpha * ctx.l1)
         decrease = self.sufficient_decrease * instance_dot(x - fallback, x - fallback) / (2 * alpha)  # σ||G||²/(2L)

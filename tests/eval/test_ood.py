@@ -12,7 +12,7 @@ from l2o import zoo
 from l2o.cli import main
 from l2o.eval.ood import ood_scenarios
 from l2o.eval.tables import _format
-from l2o.rules import GoMathRule, NTKGDRule
+from l2o.rules import GoMathRule, NTKGDRule, ZORule
 from problems import ImageLassoFamily, LassoFamily, QuadraticFamily
 
 TOY = {"m": 20, "n": 40, "sparsity": 5, "l1": 0.1}
@@ -26,6 +26,8 @@ def tiny_zoo(tmp_path, monkeypatch):
     zoo.save(GoMathRule(hidden_size=4), directory / "gomath-tiny", training={"family": "lasso", "family_params": TOY})
     zoo.save(NTKGDRule(hidden_size=8), directory / "ntk-tiny",
              training={"family": "quadratic", "family_params": {"m": 8, "n": 5}})
+    zoo.save(ZORule("learned", q=2), directory / "zo-tiny",
+             training={"family": "least_squares", "family_params": {"m": 8, "n": 4}})
     return directory
 
 
@@ -43,8 +45,9 @@ def test_report_tables_match_the_json_of_the_same_run_and_reruns_are_identical(t
     payload = json.loads((out / "results.json").read_text())
     report = (out / "report.md").read_text()
     assert payload["settings"]["command"] == "l2o " + " ".join(args)
-    assert {e["name"] for e in payload["settings"]["entries"]} == {"gomath-tiny", "ntk-tiny"}
-    for entry in ("gomath-tiny", "ntk-tiny"):
+    assert {e["name"] for e in payload["settings"]["entries"]} == {"gomath-tiny", "ntk-tiny", "zo-tiny"}
+    assert any(r["method"] == "ZO-Align (q=2)" for r in payload["rows"])
+    for entry in ("gomath-tiny", "ntk-tiny", "zo-tiny"):
         rows = [r for r in payload["rows"] if r["entry"] == entry]
         columns = [c for c in payload["columns"] if c != "entry"]
         markdown = _markdown_rows(report, entry)

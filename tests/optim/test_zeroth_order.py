@@ -140,3 +140,18 @@ def test_bad_closures_are_refused_and_lose_nothing():
     assert all(torch.equal(a, b) for a, b in zip(before, _bits(model)))
     with pytest.raises(ValueError, match="real floating-point"):
         ZOOptimizer([torch.zeros(2, dtype=torch.complex64, requires_grad=True)], lr=0.1)
+
+
+def test_learned_aggregator_from_the_zoo_drives_the_optimizer():
+    from l2o import zoo
+
+    name = next(n for n in zoo.list() if n.startswith("zo"))
+    model = _model()
+    closure = _loss_closure(model)
+    start = closure().item()
+    optimizer = ZOOptimizer(model.parameters(), lr=0.2, q=8, aggregator=name, seed=0)
+    for _ in range(100):
+        optimizer.step(closure)
+    assert closure().item() < 0.8 * start
+    with pytest.raises(ValueError, match="not a learned ZO aggregator"):
+        ZOOptimizer(model.parameters(), lr=0.1, aggregator="gomath-lasso-toy")
