@@ -22,11 +22,6 @@ def load(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def number(value: Any) -> float:
-    """A JSON cell as a float (the tables write inf/nan as strings)."""
-    return float(value)
-
-
 def fmt(value: float) -> str:
     return "∞ (only l2o's method reaches it)" if math.isinf(value) else f"{value:.3g}×"
 
@@ -42,8 +37,8 @@ def gomath(out: Path) -> list[str]:
             rows = {r["method"]: r for r in report["rows"] if r["scenario"] == scenario}
             go, math_l2o = rows["GoMathL2O"], rows["Math-L2O"]
             key = "iters<=0.0001"
-            go_iters, ml_iters = number(go[key]), number(math_l2o[key])
-            fista = number(rows["FISTA"][key])
+            go_iters, ml_iters = float(go[key]), float(math_l2o[key])
+            fista = float(rows["FISTA"][key])
             lines.append(f"| {entry}: {scenario} | {go_iters:g} vs Math-L2O {ml_iters:g} vs FISTA {fista:g} "
                          f"| over Math-L2O {fmt(ml_iters / go_iters)}; over FISTA {fmt(fista / go_iters)} |")
     return lines
@@ -84,8 +79,8 @@ def main() -> None:
         rows = {r["method"]: r for r in bfgs["rows"] if r["scenario"] == scenario}
         learned = next(r for name, r in rows.items() if name.startswith("bfgs"))
         text.append(f"| {scenario} | {learned['iters<=0.0001']} | {rows['BFGS-Armijo']['iters<=0.0001']} | "
-                    f"{rows['BFGS-HD']['iters<=0.0001']} | {number(learned['speedup_vs_BFGS-Armijo']):.3g} | "
-                    f"{number(learned['time_speedup_vs_BFGS-Armijo']):.3g} |")
+                    f"{rows['BFGS-HD']['iters<=0.0001']} | {float(learned['speedup_vs_BFGS-Armijo']):.3g} | "
+                    f"{float(learned['time_speedup_vs_BFGS-Armijo']):.3g} |")
     if bfgs is None:
         text.append("| not run | | | | | |")
     text += [""]
@@ -100,8 +95,8 @@ def main() -> None:
         for aggregator in ("avg", "align", "learned"):
             rows = [r for r in zo["rows"] if r["family"] == family and r["aggregator"] == aggregator]
             if rows:
-                top = min(rows, key=lambda r: number(r["log10 rel mean"]))
-                best[aggregator] = (top["q"], 10 ** number(top["log10 rel mean"]))
+                top = min(rows, key=lambda r: float(r["log10 rel mean"]))
+                best[aggregator] = (top["q"], 10 ** float(top["log10 rel mean"]))
         cells = [str(best[a][0]) if a in best else "-" for a in ("avg", "align", "learned")]
         rels = " / ".join(f"{best[a][1]:.3g}" if a in best else "-" for a in ("avg", "align", "learned"))
         text.append(f"| {family} | {' | '.join(cells)} | {rels} |")

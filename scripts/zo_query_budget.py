@@ -61,9 +61,10 @@ def main() -> None:
         optima = [b.optimum() for b in batches]
         for aggregator in aggregators:
             for q in args.qs:
-                steps = args.budget // (2 * q)
+                rule = make_rule(aggregator, q, learned)
+                steps = args.budget // rule.queries_per_step()
                 per_seed = torch.tensor([
-                    relative_suboptimality(rollout(make_rule(aggregator, q, learned), b, steps).objective[-1], o).median().item()
+                    relative_suboptimality(rollout(rule, b, steps).objective[-1], o).median().item()
                     for b, o in zip(batches, optima)], dtype=torch.float64)
                 logs = per_seed.clamp_min(1e-16).log10()
                 half = 1.96 * logs.std().item() / math.sqrt(len(logs)) if len(logs) > 1 else 0.0

@@ -32,11 +32,11 @@ from problems import FAMILIES, ImageLassoFamily, IrisLogisticL1Family, ProblemFa
 
 SURVIVAL = 1e-2
 
-# name -> (parameter changes as a function of the InD family); only the shifts whose
-# parameters the family has are used.
+# name -> (parameter changes as a function of the InD family); a shift is used when the
+# family has its parameters and the change is not empty.
 SHIFTS: dict[str, Any] = {
     "objective: A scaled x3": lambda f: {"data_scale": 3.0 * f.data_scale},
-    "objective: lambda x5": lambda f: {"l1": 5.0 * f.l1},
+    "objective: lambda x5": lambda f: {"l1": 5.0 * f.l1} if f.l1 > 0 else {},
     "objective: sparsity x2": lambda f: {"sparsity": min(f.n, 2 * f.sparsity)},
     "objective: noise 0.1": lambda f: {"noise_std": 0.1},
     "objective: label noise 0.3": lambda f: {"label_noise": 0.3},
@@ -70,7 +70,7 @@ def ood_scenarios(family: ProblemFamily, family_name: str) -> dict[str, ProblemF
             params = change(family)
         except AttributeError:
             continue
-        if set(params) <= fields and (name != "objective: lambda x5" or family.l1 > 0):
+        if params and set(params) <= fields:
             scenarios[name] = family.shifted(**params)
     if family_name == "lasso":
         scenarios["real: image patches (LASSO)"] = ImageLassoFamily(l1=family.l1)
@@ -108,6 +108,7 @@ class OODReport:
             "they started; fallback_rate: fraction of safeguarded steps that fell back to "
             f"prox-gradient. Survives: diverged = 0 and median rel@{s['steps']} <= {SURVIVAL:g}.",
         ]
+        survival = self.survival()
         for entry in s["entries"]:
             rows = [r for r in self.results.rows if r["entry"] == entry["name"]]
             columns = [c for c in self.results.columns if c != "entry"]
@@ -121,7 +122,7 @@ class OODReport:
             scenario_names = [sc["name"] for sc in entry["scenarios"]]
             lines += ["| method | " + " | ".join(scenario_names) + " |",
                       "|---|" + "---|" * len(scenario_names)]
-            for (name, method), survived in self.survival().items():
+            for (name, method), survived in survival.items():
                 if name == entry["name"]:
                     marks = ["yes" if survived[sc] else "**no**" for sc in scenario_names]
                     lines.append(f"| {method} | " + " | ".join(marks) + " |")

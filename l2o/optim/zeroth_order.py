@@ -34,7 +34,15 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from l2o.rules.zeroth_order import DIRECTIONS, SCHEMES, LearnedAggregator, ZORule, aggregate
+from l2o.rules.zeroth_order import (
+    DIRECTIONS,
+    SCHEMES,
+    LearnedAggregator,
+    ZORule,
+    aggregate,
+    difference_quotients,
+    relative_progress,
+)
 
 _BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 CHUNK = 1 << 18  # elements per regenerated direction chunk (1 MB of float32)
@@ -158,28 +166,24 @@ class ZOOptimizer(Optimizer):
         gram = self._gram() if (self.aggregator != "avg" or self.directions == "sphere") else None
         scale = torch.ones(self.q, dtype=torch.float64) if gram is None or self.directions == "gaussian" \
             else 1.0 / gram.diagonal().sqrt()  # sphere: u_i / ||u_i||
-        values = []
+        plus, minus = [], []
         base = self._evaluate(closure) if self.scheme == "forward" else None
         for i in range(self.q):
-            for sign in ((1.0, -1.0) if self.scheme == "central" else (1.0,)):
+            for sign, values in ((1.0, plus), (-1.0, minus))[: 2 if self.scheme == "central" else 1]:
                 amount = sign * self.mu * float(scale[i])
                 log = self._shift(i, amount)
                 try:
                     values.append(self._evaluate(closure))
                 finally:
                     self._unshift(i, amount, log)
-        if self.scheme == "central":
-            delta = torch.tensor([(values[2 * i] - values[2 * i + 1]) / (2 * self.mu) for i in range(self.q)],
-                                 dtype=torch.float64)
-            loss = sum(values) / len(values)
-        else:
-            delta = (torch.tensor(values, dtype=torch.float64) - base) / self.mu
-            loss = base
+        other = minus if self.scheme == "central" else [base]
+        delta, loss = difference_quotients(torch.tensor(plus, dtype=torch.float64),
+                                           torch.tensor(other, dtype=torch.float64), self.mu, self.scheme)
+        loss = float(loss)
         if gram is not None and self.directions == "sphere":
             gram = gram * scale[:, None] * scale[None, :]
-        last = self._meta["last"]
-        progress = torch.tensor([[(last - loss) / max(abs(last), 1e-30) if math.isfinite(last) else 0.0]],
-                                dtype=torch.float64)
+        progress = relative_progress(torch.tensor([[self._meta["last"]]], dtype=torch.float64),
+                                     torch.tensor([[loss]], dtype=torch.float64))
         coefficients = aggregate(self.aggregator, delta[None], gram[None] if gram is not None else None, dim,
                                  self.directions, progress)[0] * scale
         rates = [group["lr"] for group in self.param_groups for p in group["params"] if p.requires_grad]

@@ -48,19 +48,32 @@ def sample_directions(shape: tuple[int, ...], kind: str, generator: torch.Genera
     return u.to(device) if device is not None else u
 
 
-def finite_differences(objective, x: Tensor, U: Tensor, mu: float, scheme: str,
-                       value: Tensor | None = None) -> Tensor:
-    """``δ: (B, q)`` from ``objective: (B, n) -> (B,)`` at ``x: (B, n)`` along ``U: (B, q, n)``.
-    ``value`` = objective(x) may be passed to save a query (forward scheme)."""
+def finite_differences(objective, x: Tensor, U: Tensor, mu: float, scheme: str) -> tuple[Tensor, Tensor]:
+    """``δ: (B, q)`` and the loss at x ``(B,)`` from ``objective: (B, n) -> (B,)`` at
+    ``x: (B, n)`` along ``U: (B, q, n)``, spending exactly the scheme's queries (q + 1 or 2q):
+    see :func:`difference_quotients`."""
     if scheme not in SCHEMES:
         raise ValueError(f"Invalid scheme: {scheme!r}; choose from {SCHEMES}")
+
     def along(sign: float) -> Tensor:
         return torch.stack([objective(x + sign * mu * U[:, i]) for i in range(U.shape[1])], dim=1)
 
+    other = objective(x)[:, None] if scheme == "forward" else along(-1.0)
+    return difference_quotients(along(1.0), other, mu, scheme)
+
+
+def difference_quotients(plus: Tensor, other: Tensor, mu: float, scheme: str) -> tuple[Tensor, Tensor]:
+    """``δ`` and the loss at x from measured values: ``plus = f(x + μu_i)`` ``(..., q)`` and
+    ``other = f(x)`` ``(..., 1)`` (forward) or ``f(x - μu_i)`` ``(..., q)`` (central). The
+    loss is f(x) (forward) or the mean of the 2q values, an O(μ²) estimate needing no query."""
     if scheme == "forward":
-        base = objective(x) if value is None else value
-        return (along(1.0) - base[:, None]) / mu
-    return (along(1.0) - along(-1.0)) / (2 * mu)
+        return (plus - other) / mu, other[..., 0]
+    return (plus - other) / (2 * mu), torch.cat([plus, other], dim=-1).mean(-1)
+
+
+def relative_progress(last: Tensor, value: Tensor) -> Tensor:
+    """``(last - value) / |last|``, 0 where there is no previous value (``last`` NaN)."""
+    return torch.where(torch.isfinite(last), (last - value) / last.abs().clamp_min(1e-30), 0.0)
 
 
 def avg_coefficients(delta: Tensor, dim: int, kind: str) -> Tensor:
@@ -177,10 +190,12 @@ class ZORule(UpdateRule):
                 "hidden_size": self.hidden_size}
 
     def queries_per_step(self) -> int:
+        """Function evaluations per step (what a query budget counts)."""
         return 2 * self.q if self.scheme == "central" else self.q + 1
 
     def init_state(self, x: Tensor, ctx: StepContext) -> State:
-        return {"k": x.new_zeros(()), "progress": x.new_zeros(x.shape[0], 1), "last": x.new_full((x.shape[0], 1), float("nan"))}
+        """``k``: the step (seeds the directions); ``last`` ``(B, 1)``: the previous loss."""
+        return {"k": x.new_zeros(()), "last": x.new_full((x.shape[0], 1), float("nan"))}
 
     def step(self, x: Tensor, grad: Tensor | None, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         if ctx.objective is None:
@@ -188,15 +203,13 @@ class ZORule(UpdateRule):
         k = int(state["k"].item())
         generator = torch.Generator().manual_seed(hash((self.seed, k)) & 0x7FFFFFFF)
         U = sample_directions((x.shape[0], self.q, x.shape[1]), self.directions, generator, x.dtype, x.device)
-        value = ctx.objective(x)
-        delta = finite_differences(ctx.objective, x, U, self.mu, self.scheme, value=value)
+        delta, value = finite_differences(ctx.objective, x, U, self.mu, self.scheme)
         gram = U @ U.transpose(1, 2)
-        last = state["last"]
-        progress = torch.where(torch.isfinite(last), (last - value[:, None]) / last.abs().clamp_min(1e-30), 0.0)
+        progress = relative_progress(state["last"], value[:, None])
         aggregator = self.aggregator if self.aggregator is not None else self.aggregator_name
         coefficients = aggregate(aggregator, delta, gram, x.shape[1], self.directions, progress)
         lr = self.lr if self.lr is not None else default_step(self.aggregator_name, self.q, x.shape[1]) / ctx.lipschitz
-        return x - lr * combine(U, coefficients), {"k": state["k"] + 1, "progress": progress.detach(), "last": value[:, None].detach()}
+        return x - lr * combine(U, coefficients), {"k": state["k"] + 1, "last": value[:, None].detach()}
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config().items())
