@@ -41,6 +41,9 @@ class MetaTrainer(LightningModule):
     grad_clip: max norm of the meta-gradient (0 disables clipping).
     val_steps: validation rollout length.
     val_checkpoints: steps at which validation relative suboptimality is logged.
+    compile: run the rule's kernels through ``torch.compile``
+        (:meth:`~l2o.rules.UpdateRule.compile_kernels`; the LSTM rules): a speed
+        setting; the trained weights and the exported rule are the same without it.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class MetaTrainer(LightningModule):
         grad_clip: float = 1.0,
         val_steps: int = 100,
         val_checkpoints: list[int] | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if horizon < 1 or unroll < 1 or horizon % unroll:
@@ -67,6 +71,8 @@ class MetaTrainer(LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.rule = build_rule(rule, **(rule_config or {}))
+        if compile:
+            self.rule.compile_kernels()
         self.meta_loss = META_LOSSES[meta_loss]
         self.val_checkpoints = sorted(k for k in (val_checkpoints or [10, 50, val_steps]) if k <= val_steps)
 

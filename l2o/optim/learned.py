@@ -37,16 +37,25 @@ class LearnedOptimizer(RuleOptimizer):
             accepted only with sufficient decrease, else the prox-gradient step is taken, so
             the loss is monotone and converges (see that class). Needs ``step(closure)``
             (one extra closure call per step) and ``lipschitz`` or ``lr``.
+        compile: run the rule's kernels through ``torch.compile``
+            (:meth:`~l2o.rules.UpdateRule.compile_kernels`; the LSTM rules). The first step
+            at each parameter count compiles (seconds); later steps are faster (see
+            ``scripts/benchmark.py``). Changes the rule object passed in.
+        check_finite: refuse non-finite gradients before anything changes (see
+            :class:`~l2o.optim.RuleOptimizer`).
     """
 
     def __init__(
         self, params: Iterable[Tensor] | Iterable[dict[str, Any]],
         rule: UpdateRule | str, l1: float = 0.0, lipschitz: float | None = None,
-        lr: float | None = None, safeguard: bool = False, check_finite: bool = True,
+        lr: float | None = None, safeguard: bool = False, compile: bool = False,
+        check_finite: bool = True,
     ) -> None:
         from l2o.zoo import resolve_rule  # the zoo depends on l2o.optim's siblings only
 
         rule = resolve_rule(rule)
+        if compile:
+            rule.compile_kernels()
         self.rule = SafeguardedRule(rule) if safeguard else rule
         self.safeguard = bool(safeguard)
         super().__init__(params, {"l1": l1, "lipschitz": lipschitz, "lr": lr}, check_finite)

@@ -86,6 +86,13 @@ class UpdateRule(nn.Module):
         """The point whose objective is reported (default: ``x`` itself)."""
         return x
 
+    def compile_kernels(self, enabled: bool = True) -> "UpdateRule":
+        """Run the rule's compute kernels through ``torch.compile`` (the LSTM rules).
+
+        Raises ``ValueError`` for rules that have no compiled path, rather than doing nothing.
+        """
+        raise ValueError(f"{type(self).__name__} has no compiled kernels (the LSTM-based rules do)")
+
     def forward(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         return self.step(x, grad, state, ctx)
 

@@ -9,6 +9,12 @@ applies to a model with any number of parameters N:
 giving K raw head outputs per coordinate. Subclasses choose the features, name the
 heads, and turn head outputs into an update. The LSTM's hidden and cell states are kept
 in the rule state as ``h``, ``c``: ``(num_layers, B·n, H)``.
+
+The weights live in a ``torch.nn.LSTM`` (its parameter names and layout, so checkpoints
+are plain ``nn.LSTM`` weights); the step itself is :func:`~l2o.rules.kernels.stacked_lstm`
+(equal to ``nn.LSTM``, tested), which without autograd runs in chunks of
+``LSTM_CHUNK_ROWS`` coordinates, and whose gate nonlinearities go through ``torch.compile``
+after :meth:`CoordinateLSTMRule.compile_kernels`.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from l2o.rules import kernels
 from l2o.rules.base import State, StepContext, UpdateRule
 
 
@@ -45,6 +52,13 @@ class CoordinateLSTMRule(UpdateRule):
         self.lstm = nn.LSTM(num_features, hidden_size, num_layers)
         self.hidden = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU())
         self.out = nn.Linear(hidden_size, len(self.heads))
+        self.compiled = False
+
+    def compile_kernels(self, enabled: bool = True) -> "CoordinateLSTMRule":
+        """Run the LSTM's gate nonlinearities through ``torch.compile`` (one fused pass;
+        needs a C++ compiler on CPU, compiles once per shape). Off by default."""
+        self.compiled = bool(enabled)
+        return self
 
     # ------------------------------------------------------------ subclass API
     def config(self) -> dict[str, Any]:
@@ -82,9 +96,27 @@ class CoordinateLSTMRule(UpdateRule):
                 "was the state created for other parameters?"
             )
         dtype = self.out.weight.dtype  # e.g. a float32 zoo rule driving float64 parameters
-        out, (h, c) = self.lstm(features.reshape(1, batch * dim, width).to(dtype), (h.to(dtype), c.to(dtype)))
-        raw = self.out(self.hidden(out[0])).to(features.dtype)
-        return raw.reshape(batch, dim, len(self.heads)), h, c
+        rows = batch * dim
+        inputs, h, c = features.reshape(rows, width).to(dtype), h.to(dtype), c.to(dtype)
+        if torch.is_grad_enabled() or rows <= kernels.LSTM_CHUNK_ROWS:
+            raw, h, c = self._network_rows(inputs, h, c)
+        else:  # deployment on a large model: chunks keep each chunk's gates in cache
+            raw = inputs.new_empty(rows, len(self.heads))
+            h_next, c_next = torch.empty_like(h), torch.empty_like(c)
+            for start in range(0, rows, kernels.LSTM_CHUNK_ROWS):
+                part = slice(start, start + kernels.LSTM_CHUNK_ROWS)
+                raw[part], h_next[:, part], c_next[:, part] = self._network_rows(inputs[part], h[:, part], c[:, part])
+            h, c = h_next, c_next
+        return raw.to(features.dtype).reshape(batch, dim, len(self.heads)), h, c
+
+    def _network_rows(self, inputs: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(R, F)`` rows -> ``(R, K)`` raw outputs and the new ``h``, ``c``."""
+        weights = [(getattr(self.lstm, f"weight_ih_l{k}"), getattr(self.lstm, f"weight_hh_l{k}"),
+                    getattr(self.lstm, f"bias_ih_l{k}") + getattr(self.lstm, f"bias_hh_l{k}"))
+                   for k in range(self.num_layers)]
+        cell = kernels.compiled_lstm_cell() if self.compiled else kernels.lstm_cell
+        out, h, c = kernels.stacked_lstm(inputs, h, c, weights, cell)
+        return self.out(self.hidden(out)), h, c
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         features, feature_state = self.features(x, grad, state, ctx)

@@ -13,6 +13,10 @@ and the untrained model **is** gradient descent with step 0.9999/L, whatever the
 meta-training starts from GD, and the well-conditioned wide layers keep the NTK
 non-degenerate, which the paper's training-convergence proof needs.
 
+Evaluation: the hidden layer's input ``ReLU(W1 z)`` is 2-dimensional, so the wide layer is
+evaluated exactly by :func:`~l2o.rules.kernels.planar_relu_network` in ``O(log H)`` per
+coordinate (never forming the ``(B·n, H)`` activations), with autograd and without.
+
 ``init="random"`` is the comparator: PyTorch's default initialization of every layer
 (output included), i.e. a randomly initialized learned step size as in Math-L2O-P, whose
 long-horizon training the paper shows to explode.
@@ -27,9 +31,9 @@ from torch import Tensor, nn
 
 from l2o.rules.base import State, StepContext, UpdateRule
 from l2o.rules.gomath import learned_step
+from l2o.rules.kernels import planar_relu_network
 
 INITS = ("ntk", "random")
-CHUNK = 1 << 16  # coordinates per chunk when no graph is recorded (bounds memory at CHUNK × H)
 
 
 class NTKGDRule(UpdateRule):
@@ -66,16 +70,11 @@ class NTKGDRule(UpdateRule):
                 "init": self.init, "seed": self.seed, "lr": self.lr}
 
     def logits(self, x: Tensor, grad: Tensor) -> Tensor:
-        """``p``: ``(B, n)`` raw outputs (≡ 0 at the NTK init). Without autograd (deployment)
-        the coordinates go through in chunks, so memory stays ``CHUNK × H`` on any model."""
-        features = torch.stack([grad, x], dim=-1).reshape(-1, 2)
-        if torch.is_grad_enabled() or features.shape[0] <= CHUNK:
-            return self._network(features).reshape(x.shape)
-        return torch.cat([self._network(part) for part in features.split(CHUNK)]).reshape(x.shape)
-
-    def _network(self, features: Tensor) -> Tensor:
-        hidden = torch.relu(self.layer2(torch.relu(self.layer1(features))))
-        return self.output(hidden).squeeze(-1)
+        """``p``: ``(B, n)`` raw outputs (≡ 0 at the NTK init); memory ``O(B·n + H)``."""
+        features = torch.stack([grad, x], dim=-1).reshape(-1, 2).to(self.output.weight.dtype)
+        first = torch.relu(self.layer1(features))
+        p = planar_relu_network(first, self.layer2.weight, self.output.weight[0], self.output.bias)
+        return p.reshape(x.shape).to(x.dtype)
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         return x - learned_step(self.logits(x, grad), self.lr, ctx, "NTK-GD") * grad, state

@@ -66,6 +66,10 @@ class SafeguardedRule(UpdateRule):
         self.rule = rule
         self.sufficient_decrease = float(sufficient_decrease)
 
+    def compile_kernels(self, enabled: bool = True) -> "SafeguardedRule":
+        self.rule.compile_kernels(enabled)
+        return self
+
     def init_state(self, x: Tensor, ctx: StepContext) -> State:
         inner = self.rule.init_state(x, ctx)
         return {**{INNER + k: v for k, v in inner.items()}, "fallbacks": torch.zeros_like(x[:, :1])}

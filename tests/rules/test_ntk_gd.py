@@ -119,15 +119,3 @@ def test_ntk_zoo_entry_is_a_drop_in_optimizer_for_least_squares(monkeypatch):
     learned = train(lambda p: LearnedOptimizer(p, rule=name, lipschitz=lipschitz))
     gd = train(lambda p: torch.optim.SGD(p, lr=0.9999 / lipschitz))
     assert learned <= gd * 1.0001, (learned, gd)
-
-
-def test_chunked_deployment_path_equals_the_batched_network(monkeypatch):
-    import l2o.rules.ntk_gd as ntk
-
-    torch.manual_seed(0)
-    rule = NTKGDRule(hidden_size=16, init="random").double()
-    x, grad = torch.randn(3, 50, dtype=torch.float64), torch.randn(3, 50, dtype=torch.float64)
-    whole = rule.logits(x, grad)
-    monkeypatch.setattr(ntk, "CHUNK", 7)
-    with torch.no_grad():
-        torch.testing.assert_close(rule.logits(x, grad), whole, rtol=1e-12, atol=1e-12)

@@ -1,0 +1,149 @@
+"""The compute kernels equal the networks they replace, in value and gradient."""
+
+import copy
+
+import pytest
+import torch
+
+from l2o.meta import MetaTrainer
+from l2o.optim import LearnedOptimizer
+from l2o.rules import FISTARule, GoMathRule, StepContext, kernels
+from l2o.rules.kernels import compiled_lstm_cell, lstm_cell, planar_relu_network, stacked_lstm
+from l2o.rules.ntk_gd import NTKGDRule
+
+
+def direct_relu_network(z, w2, w3, b3):
+    return torch.relu(z @ w2.t()) @ w3 + b3
+
+
+def planar_inputs(generator, rows=500):
+    z = torch.rand(rows, 2, generator=generator, dtype=torch.float64) * 10 ** torch.randint(
+        -3, 4, (rows, 1), generator=generator).double()
+    z[:5, 0] = 0.0  # on the axes and at the origin
+    z[5:10, 1] = 0.0
+    z[10] = 0.0
+    return z
+
+
+@pytest.mark.parametrize("hidden", [1, 2, 16, 1024])
+def test_planar_relu_network_equals_the_direct_network_in_value_and_gradient(hidden):
+    generator = torch.Generator().manual_seed(hidden)
+    z = planar_inputs(generator).requires_grad_()
+    w2 = torch.randn(hidden, 2, generator=generator, dtype=torch.float64).requires_grad_()
+    w3 = torch.randn(hidden, generator=generator, dtype=torch.float64).requires_grad_()
+    b3 = torch.randn(1, generator=generator, dtype=torch.float64).requires_grad_()
+    weights = torch.randn(z.shape[0], generator=generator, dtype=torch.float64)
+    outputs = []
+    for network in (planar_relu_network, direct_relu_network):
+        value = network(z, w2, w3, b3)
+        outputs.append((value, *torch.autograd.grad((value * weights).sum(), (z, w2, w3, b3))))
+    for fast, direct in zip(*outputs):
+        torch.testing.assert_close(fast, direct, rtol=1e-10, atol=1e-10)
+
+
+def test_planar_relu_network_at_sector_boundaries_and_degenerate_weights():
+    generator = torch.Generator().manual_seed(0)
+    w2 = torch.randn(64, 2, generator=generator, dtype=torch.float64)
+    w2[:4] = 0.0  # dead neurons
+    w2[4:8] = w2[8:12]  # duplicate boundaries
+    w2[12] = torch.tensor([1.0, -1.0])  # its boundary is exactly θ = π/4
+    w3 = torch.randn(64, generator=generator, dtype=torch.float64)
+    b3 = torch.zeros(1, dtype=torch.float64)
+    # Inputs exactly on (and next to) every neuron's boundary line.
+    normals = torch.stack([-w2[:, 1], w2[:, 0]], dim=1)
+    normals = torch.cat([normals, -normals])
+    normals = normals[(normals >= 0).all(1)]
+    z = torch.cat([normals, normals * (1 + 1e-12), torch.ones(1, 2, dtype=torch.float64)])
+    torch.testing.assert_close(planar_relu_network(z, w2, w3, b3), direct_relu_network(z, w2, w3, b3),
+                               rtol=1e-10, atol=1e-10)
+
+
+def test_ntk_rule_matches_its_explicit_network_on_every_layer_dtype():
+    torch.manual_seed(0)
+    rule = NTKGDRule(hidden_size=32, init="random")
+    x, grad = torch.randn(3, 40, dtype=torch.float64), torch.randn(3, 40, dtype=torch.float64)
+    features = torch.stack([grad, x], -1).float()
+    explicit = rule.output(torch.relu(rule.layer2(torch.relu(rule.layer1(features))))).squeeze(-1)
+    torch.testing.assert_close(rule.logits(x, grad), explicit.double(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layers,features", [(1, 3), (2, 5)])
+def test_stacked_lstm_equals_torch_lstm_in_value_and_gradient(layers, features):
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(features, 7, layers).double()
+    inputs = torch.randn(11, features, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(layers, 11, 7, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(layers, 11, 7, dtype=torch.float64, requires_grad=True)
+    weights = [(getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}"),
+                getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")) for k in range(layers)]
+    out, (h_ref, c_ref) = lstm(inputs[None], (h, c))
+    results = [stacked_lstm(inputs, h, c, weights), (out[0], h_ref, c_ref)]
+    probes = [torch.randn_like(t) for t in results[1]]
+    leaves = (inputs, h, c, *lstm.parameters())
+    grads = [torch.autograd.grad(sum((t * p).sum() for t, p in zip(r, probes)), leaves) for r in results]
+    for fast, reference in zip((*results[0], *grads[0]), (*results[1], *grads[1])):
+        torch.testing.assert_close(fast, reference, rtol=1e-10, atol=1e-10)
+
+
+def test_compiled_lstm_cell_equals_the_eager_cell():
+    pytest.importorskip("torch._inductor")
+    generator = torch.Generator().manual_seed(0)
+    gates = torch.randn(64, 4 * 5, generator=generator)
+    c = torch.randn(64, 5, generator=generator)
+    for compiled, eager in zip(compiled_lstm_cell()(gates, c), lstm_cell(gates, c)):
+        torch.testing.assert_close(compiled, eager, rtol=1e-6, atol=1e-6)
+
+
+def rollout_and_meta_gradient(rule, steps=3):
+    from problems import LassoFamily
+
+    instances = LassoFamily.toy().sample(2, seed=0)
+    ctx = StepContext.for_instances(instances)
+    x = instances.x0()
+    state = rule.init_state(x, ctx)
+    losses = []
+    for _ in range(steps):
+        x, state = rule.step(x, instances.grad(x), state, ctx)
+        losses.append(instances.objective(x).mean())
+    meta_gradient = torch.autograd.grad(sum(losses), list(rule.parameters()))
+    return x.detach(), meta_gradient
+
+
+def test_lstm_rule_chunked_deployment_path_equals_the_whole_batch(monkeypatch):
+    torch.manual_seed(0)
+    rule = GoMathRule().double()
+    x, grad = torch.randn(1, 50, dtype=torch.float64), torch.randn(1, 50, dtype=torch.float64)
+    ctx = StepContext.constant(x, l1=0.1, lipschitz=2.0)
+    with torch.no_grad():
+        state = rule.init_state(x, ctx)
+        whole = rule.step(x, grad, state, ctx)
+        monkeypatch.setattr(kernels, "LSTM_CHUNK_ROWS", 7)  # 50 rows: 7 full chunks and a partial one
+        chunked = rule.step(x, grad, state, ctx)
+    torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=1e-12)
+
+
+def test_compiled_lstm_rule_trains_and_deploys_like_the_eager_rule():
+    torch.manual_seed(0)
+    eager = GoMathRule()
+    compiled = copy.deepcopy(eager).compile_kernels()
+    for fast, reference in zip(rollout_and_meta_gradient(compiled), rollout_and_meta_gradient(eager)):
+        torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-6)
+
+    def deploy(**options):
+        parameter = torch.nn.Parameter(torch.linspace(-1, 1, kernels.LSTM_CHUNK_ROWS + 5))  # a partial chunk
+        optimizer = LearnedOptimizer([parameter], rule=copy.deepcopy(eager), lr=0.1, **options)
+        for _ in range(3):
+            optimizer.zero_grad()
+            (parameter - 0.5).square().sum().backward()
+            optimizer.step()
+        return parameter.detach()
+
+    torch.testing.assert_close(deploy(compile=True), deploy(), rtol=1e-5, atol=1e-6)
+
+
+def test_rules_without_kernels_refuse_compile():
+    with pytest.raises(ValueError, match="no compiled kernels"):
+        NTKGDRule().compile_kernels()
+    with pytest.raises(ValueError, match="no compiled kernels"):
+        LearnedOptimizer([torch.nn.Parameter(torch.zeros(3))], rule=FISTARule(), lr=0.1, compile=True)
+    assert MetaTrainer(rule="gomath", compile=True).rule.compiled
