@@ -33,6 +33,14 @@ def check_finite(name: str, value: Tensor) -> None:
         raise ValueError(f"{name} contains NaN or inf values")
 
 
+def squared_spectral_norm(A: Tensor) -> Tensor:
+    """``||A_b||_2²`` for ``A: (B, m, n)`` -> ``(B,)``: the largest eigenvalue of the smaller
+    Gram matrix (``A Aᵀ`` or ``Aᵀ A``), equal to the squared largest singular value up to
+    rounding and 2-3× faster than an SVD."""
+    gram = A @ A.mT if A.shape[-2] <= A.shape[-1] else A.mT @ A
+    return torch.linalg.eigvalsh(gram)[..., -1]
+
+
 @dataclasses.dataclass(eq=False)
 class Instances(ABC):
     """A batch of B problem instances ``F(x) = f(x) + λ ||x||_1`` over ``x: (B, n)``.

@@ -16,7 +16,7 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from problems.base import Instances, ProblemFamily, require, sparse_gaussian
+from problems.base import Instances, ProblemFamily, require, sparse_gaussian, squared_spectral_norm
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
@@ -49,7 +49,7 @@ class LeastSquaresInstances(Instances):
 
     def lipschitz(self) -> Tensor:
         """``||A||_2²`` (largest squared singular value)."""
-        return torch.linalg.matrix_norm(self.A, ord=2).pow(2)
+        return squared_spectral_norm(self.A)
 
     def duality_gap(self, x: Tensor) -> Tensor:
         """``F(x) - D(ν)`` with ``D(ν) = -½||ν||² - bᵀν``, ``ν = s (A x - b)`` scaled so

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.nn.functional import softplus
 
-from problems.base import Instances, ProblemFamily, require, sparse_gaussian
+from problems.base import Instances, ProblemFamily, require, sparse_gaussian, squared_spectral_norm
 from problems.solvers import solve_newton
 
 
@@ -65,7 +65,7 @@ class LogisticInstances(Instances):
 
     def lipschitz(self) -> Tensor:
         """``||A||_2² / (4 m) + ρ``."""
-        return torch.linalg.matrix_norm(self.A, ord=2).pow(2) / (4 * self.A.shape[1]) + self.ridge
+        return squared_spectral_norm(self.A) / (4 * self.A.shape[1]) + self.ridge
 
     def duality_gap(self, x: Tensor) -> Tensor:
         """Gap to the dual ``D(θ) = (1/m) Σ H(θ_i)`` (binary entropy, nats) at

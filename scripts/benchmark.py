@@ -13,6 +13,9 @@
    memory before the step.
 
 Every section runs on the CPU, and on CUDA too when a GPU is present (skipped otherwise).
+Rules with compiled kernels (the LSTM rules) are also measured with ``torch.compile``
+(``compile_kernels()``), side by side with their eager runs; compilation happens in the
+warm-up run and is not timed.
 
     python scripts/benchmark.py                       # everything, default sizes
     python scripts/benchmark.py --sections step --sizes 1000000
@@ -21,6 +24,7 @@ Every section runs on the CPU, and on CUDA too when a GPU is present (skipped ot
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import time
@@ -38,6 +42,14 @@ from problems import LassoFamily
 
 def devices() -> list[str]:
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def variants(rule: UpdateRule) -> dict[str, UpdateRule]:
+    """``{"": rule}`` plus ``{" (compiled)": copy}`` when the rule has compiled kernels."""
+    try:
+        return {"": rule, " (compiled)": copy.deepcopy(rule).compile_kernels()}
+    except ValueError:
+        return {"": rule}
 
 
 def synchronize(device: str) -> None:
@@ -70,17 +82,17 @@ def meta_training_throughput(args) -> Table:
     for device in devices():
         for name in args.rules:
             torch.manual_seed(0)
-            rule = build_rule(name).to(device)
             batch = family.sample(args.batch, seed=0, device=device)
-            batched = timed(lambda: unroll_backward(rule, batch, args.unroll), device, args.repeats)
             singles = [family.sample(1, seed=i, device=device) for i in range(args.per_instance)]
-            looped = timed(lambda: [unroll_backward(rule, s, args.unroll) for s in singles], device, 1)
-            rate_batched = args.batch * args.unroll / batched
-            rate_looped = args.per_instance * args.unroll / looped
-            table.add(device=device, rule=name, batch=args.batch, n=args.n,
-                      **{"batched inst-steps/s": rate_batched, "per-instance inst-steps/s": rate_looped,
-                         "ratio": rate_batched / rate_looped})
-            print(table.to_markdown().splitlines()[-1], flush=True)
+            for label, rule in variants(build_rule(name).to(device)).items():
+                batched = timed(lambda: unroll_backward(rule, batch, args.unroll), device, args.repeats)
+                looped = timed(lambda: [unroll_backward(rule, s, args.unroll) for s in singles], device, 1)
+                rate_batched = args.batch * args.unroll / batched
+                rate_looped = args.per_instance * args.unroll / looped
+                table.add(device=device, rule=name + label, batch=args.batch, n=args.n,
+                          **{"batched inst-steps/s": rate_batched, "per-instance inst-steps/s": rate_looped,
+                             "ratio": rate_batched / rate_looped})
+                print(table.to_markdown().splitlines()[-1], flush=True)
     return table
 
 
@@ -107,13 +119,13 @@ def step_overhead(args) -> Table:
         for size in args.sizes:
             adam, count = step_time(lambda p: torch.optim.Adam(p, lr=1e-3), size, device, args.repeats)
             table.add(device=device, params=count, optimizer="torch.optim.Adam", **{"step ms": 1e3 * adam, "vs Adam": 1.0})
-            for name, rule in learned.items():
-                rule = rule.to(device)
-                seconds, _ = step_time(lambda p: LearnedOptimizer(p, rule=rule, lr=1e-3, check_finite=False),
-                                       size, device, args.repeats)
-                table.add(device=device, params=count, optimizer=name,
-                          **{"step ms": 1e3 * seconds, "vs Adam": seconds / adam})
-                print(table.to_markdown().splitlines()[-1], flush=True)
+            for name, entry_rule in learned.items():
+                for label, rule in variants(entry_rule.to(device)).items():
+                    seconds, _ = step_time(lambda p: LearnedOptimizer(p, rule=rule, lr=1e-3, check_finite=False),
+                                           size, device, args.repeats)
+                    table.add(device=device, params=count, optimizer=name + label,
+                              **{"step ms": 1e3 * seconds, "vs Adam": seconds / adam})
+                    print(table.to_markdown().splitlines()[-1], flush=True)
     return table
 
 
@@ -165,8 +177,9 @@ def amortized_solving(args) -> Table:
         table.add(device="cpu", method="cvxpy (default solver, one at a time)", instances=args.cvxpy_instances,
                   seconds=per_cvxpy * args.cvxpy_instances, **{"per instance ms": 1e3 * per_cvxpy},
                   steps="-", reached=f"worst rel {worst:.1e}", **{"speedup vs cvxpy": 1.0})
-        rule = entry.rule.to(device=device, dtype=torch.float64)
-        for label, method in ((name, rule), ("FISTA (batched)", FISTARule())):
+        learned = {name + label: rule for label, rule in variants(entry.rule.to(device=device, dtype=torch.float64)).items()}
+        for label, method in {**learned, "FISTA (batched)": FISTARule()}.items():
+            time_to_tolerance(method, instances, args.tolerance, 10, device)  # warm-up (compilation), untimed
             seconds, steps, reached = time_to_tolerance(method, instances, args.tolerance, args.max_steps, device)
             per = seconds / args.instances
             table.add(device=device, method=label, instances=args.instances, seconds=seconds,

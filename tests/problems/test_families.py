@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from problems import FAMILIES, LassoFamily, LeastSquaresInstances, LogisticInstances, QuadraticFamily
+from problems.base import squared_spectral_norm
 from problems.proximal import l1_subdifferential_bounds, soft_threshold
 
 
@@ -23,6 +24,13 @@ def test_lipschitz_bounds_gradient_variation(small_batch):
     x, z = (torch.randn(small_batch.batch_size, small_batch.dim, dtype=torch.float64) for _ in range(2))
     ratio = (small_batch.grad(x) - small_batch.grad(z)).norm(dim=-1) / (x - z).norm(dim=-1)
     assert bool((ratio <= small_batch.lipschitz() * (1 + 1e-9)).all())
+
+
+@pytest.mark.parametrize("shape", [(3, 20, 40), (3, 40, 20), (2, 7, 7)])
+def test_squared_spectral_norm_equals_the_largest_squared_singular_value(shape):
+    A = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    expected = torch.linalg.svdvals(A)[:, 0].square()
+    torch.testing.assert_close(squared_spectral_norm(A), expected, rtol=1e-12, atol=0)
 
 
 def test_prox_satisfies_its_definition(lasso_batch):
