@@ -177,7 +177,8 @@ def amortized_solving(args) -> Table:
         table.add(device="cpu", method="cvxpy (default solver, one at a time)", instances=args.cvxpy_instances,
                   seconds=per_cvxpy * args.cvxpy_instances, **{"per instance ms": 1e3 * per_cvxpy},
                   steps="-", reached=f"worst rel {worst:.1e}", **{"speedup vs cvxpy": 1.0})
-        learned = {name + label: rule for label, rule in variants(entry.rule.to(device=device, dtype=torch.float64)).items()}
+        # The network keeps its stored float32 (as in LearnedOptimizer); iterates stay float64.
+        learned = {name + label: rule for label, rule in variants(entry.rule.to(device)).items()}
         for label, method in {**learned, "FISTA (batched)": FISTARule()}.items():
             time_to_tolerance(method, instances, args.tolerance, 10, device)  # warm-up (compilation), untimed
             seconds, steps, reached = time_to_tolerance(method, instances, args.tolerance, args.max_steps, device)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import lightning as L
 import pytest
 import torch
@@ -9,7 +11,7 @@ import torch
 from l2o.eval import rollout
 from l2o.meta import MetaTrainer, ProblemDataModule
 from l2o.optim import LearnedOptimizer
-from l2o.rules import FISTARule, GoMathRule
+from l2o.rules import FISTARule, GoMathRule, NTKGDRule
 from problems import LassoFamily
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -22,7 +24,7 @@ def test_instances_and_rules_match_the_cpu_on_cuda():
     gpu = LassoFamily.toy().sample(8, seed=1, device="cuda", dtype=torch.float64)
     torch.testing.assert_close(gpu.A.cpu(), cpu.A, rtol=0, atol=0)
     torch.testing.assert_close(gpu.optimum().cpu(), cpu.optimum(), rtol=1e-9, atol=1e-12)
-    for method in (FISTARule(), rule):
+    for method in (FISTARule(), rule, copy.deepcopy(rule).compile_kernels(), NTKGDRule(init="random").double()):
         expected = rollout(method.to("cpu"), cpu, 30).objective
         got = rollout(method.to("cuda"), gpu, 30).objective.cpu()
         torch.testing.assert_close(got, expected, rtol=1e-8, atol=1e-10)
