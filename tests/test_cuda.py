@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from l2o.eval import rollout
+from l2o.eval.rollout import unroll
 from l2o.meta import MetaTrainer, ProblemDataModule
 from l2o.optim import LearnedOptimizer
-from l2o.rules import FISTARule, GoMathRule, NTKGDRule
+from l2o.rules import FISTARule, GoMathRule, NTKGDRule, StepContext, build_rule
 from problems import LassoFamily
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -51,3 +52,20 @@ def test_meta_training_on_gpu(tmp_path):
     L.Trainer(max_epochs=1, accelerator="gpu", devices=1, logger=False, enable_checkpointing=False,
               enable_progress_bar=False, default_root_dir=tmp_path).fit(model, data)
     assert next(model.rule.parameters()).is_cuda
+
+
+@pytest.mark.parametrize("name", ["gomath", "mathl2o", "ntk_gd"])
+def test_unroll_makes_no_host_device_sync(name):
+    torch.manual_seed(0)
+    rule = build_rule(name).cuda()
+    instances = LassoFamily.toy().sample(8, seed=0, device="cuda")
+    ctx = StepContext.for_instances(instances)  # the eigensolver for L syncs; it runs once, before
+    x = instances.x0()
+    state = rule.init_state(x, ctx)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for x, state in unroll(rule, instances, 5, x=x, state=state, ctx=ctx):
+            instances.objective(rule.iterate(x, state))
+    finally:
+        torch.cuda.set_sync_debug_mode(0)

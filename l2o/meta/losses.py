@@ -28,8 +28,8 @@ def weighted_objective(objective: Tensor, steps: Tensor, optimum: Tensor | None,
 
 def last_objective(objective: Tensor, steps: Tensor, optimum: Tensor | None, horizon: int) -> Tensor:
     """``mean_b F(x_T)``: only the horizon counts (segments not ending at T give 0)."""
-    at_horizon = steps == horizon
-    return (objective[at_horizon].sum(0) if bool(at_horizon.any()) else 0.0 * objective[-1]).mean()
+    at_horizon = (steps == horizon)[:, None]  # a mask, not a branch: no host-device sync
+    return torch.where(at_horizon, objective, torch.zeros_like(objective)).sum(0).mean()
 
 
 def log_relative(objective: Tensor, steps: Tensor, optimum: Tensor | None, horizon: int) -> Tensor:

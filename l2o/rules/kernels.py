@@ -72,12 +72,14 @@ def planar_relu_network(z: Tensor, w2: Tensor, w3: Tensor, b3: Tensor) -> Tensor
 
     ``ReLU(W2 z)`` keeps the neurons ``j`` with ``W2_j · z > 0``, a set that depends only on
     the angle θ of ``z`` in the first quadrant. The ``H`` lines ``W2_j · u(θ) = 0`` cut
-    ``[0, π/2]`` into at most ``H + 1`` sectors, and on sector ``s``
+    ``[0, π/2]`` into at most ``H + 1`` sectors (a line through 0 crosses the quadrant at
+    most once; the table keeps a fixed ``2H + 1`` rows, padded with empty sectors), and on
+    sector ``s``
 
     ``p(z) = v_sᵀ z + b3``,  ``v_s = Σ_{j active on s} w3_j W2_j``.
 
     So the ``(R, H)`` hidden layer is never formed: θ's sector comes from a sorted search
-    and ``v_s`` from an ``(H + 1) × 2`` table. Where θ lies within rounding of a sector
+    and ``v_s`` from a ``(2H + 1) × 2`` table. Where θ lies within rounding of a sector
     boundary, the neuron that switches contributes ``w3_j W2_j · z ≈ 0`` either way, so the
     result differs from the direct evaluation by rounding only. Gradients with respect to
     ``z``, ``W2``, ``w3`` and ``b3`` are the direct network's (the sector table is built from
@@ -90,8 +92,10 @@ def planar_relu_network(z: Tensor, w2: Tensor, w3: Tensor, b3: Tensor) -> Tensor
         direction = torch.atan2(w2[:, 1], w2[:, 0])
         # θ with W2_j · u(θ) = 0: the direction ± π/2, taken in [0, 2π).
         crossings = torch.cat([direction + math.pi / 2, direction - math.pi / 2]).remainder(2 * math.pi)
-        inside = (crossings > 0) & (crossings < math.pi / 2) & (w2.norm(dim=1) > 0).repeat(2)
-        boundaries = crossings[inside].sort().values
+        # Crossings outside the quadrant (or of dead neurons) become π/2: empty sectors at the
+        # end that no angle reaches. Fixed shapes, so no host-device sync (no masked select).
+        inside = (crossings <= math.pi / 2) & (w2.norm(dim=1) > 0).repeat(2)
+        boundaries = torch.where(inside, crossings, torch.full_like(crossings, math.pi / 2)).sort().values
         edges = torch.cat([boundaries.new_zeros(1), boundaries, boundaries.new_full((1,), math.pi / 2)])
         middles = (edges[:-1] + edges[1:]) / 2
         active = (w2 @ torch.stack([middles.cos(), middles.sin()])) > 0  # (H, sectors)

@@ -194,8 +194,9 @@ class ZORule(UpdateRule):
         return 2 * self.q if self.scheme == "central" else self.q + 1
 
     def init_state(self, x: Tensor, ctx: StepContext) -> State:
-        """``k``: the step (seeds the directions); ``last`` ``(B, 1)``: the previous loss."""
-        return {"k": x.new_zeros(()), "last": x.new_full((x.shape[0], 1), float("nan"))}
+        """``k``: the step (seeds the directions; a CPU counter, so reading it never waits for
+        the device); ``last`` ``(B, 1)``: the previous loss."""
+        return {"k": torch.zeros((), dtype=torch.long), "last": x.new_full((x.shape[0], 1), float("nan"))}
 
     def step(self, x: Tensor, grad: Tensor | None, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         if ctx.objective is None:

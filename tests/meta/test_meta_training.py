@@ -33,6 +33,18 @@ def _validation_median(rule, data: ProblemDataModule, step: int = 30) -> float:
     return median(relative_suboptimality(objective, instances.optimum())[step])
 
 
+def test_last_meta_loss_counts_only_the_horizon():
+    objective = torch.tensor([[float("inf"), 1.0], [2.0, 4.0]], requires_grad=True)  # (K=2, B=2)
+    last = META_LOSSES["last"]
+    at_horizon = last(objective, torch.tensor([9, 10]), None, 10)
+    assert float(at_horizon) == 3.0  # mean over instances of F(x_T); the inf at k = 9 is ignored
+    (gradient,) = torch.autograd.grad(at_horizon, objective)
+    assert gradient.tolist() == [[0.0, 0.0], [0.5, 0.5]]
+    before = last(objective, torch.tensor([4, 5]), None, 10)  # a segment that ends before T
+    assert float(before) == 0.0
+    assert torch.autograd.grad(before, objective)[0].abs().sum() == 0
+
+
 @pytest.mark.parametrize("rule", ["gomath", "l2l", "rnnprop"])
 def test_short_meta_training_beats_the_untrained_rule(tmp_path, rule):
     L.seed_everything(0, verbose=False)
