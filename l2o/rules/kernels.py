@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-#: Rows per chunk of the no-autograd LSTM path: keeps a chunk's gates (rows × 4H) in cache.
+#: Rows per chunk of the CPU no-autograd LSTM path: keeps a chunk's gates (rows × 4H) in cache.
 LSTM_CHUNK_ROWS = 1 << 14
 
 LSTMCell = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]

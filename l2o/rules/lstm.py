@@ -12,8 +12,8 @@ in the rule state as ``h``, ``c``: ``(num_layers, B·n, H)``.
 
 The weights live in a ``torch.nn.LSTM`` (its parameter names and layout, so checkpoints
 are plain ``nn.LSTM`` weights); the step itself is :func:`~l2o.rules.kernels.stacked_lstm`
-(equal to ``nn.LSTM``, tested), which without autograd runs in chunks of
-``LSTM_CHUNK_ROWS`` coordinates, and whose gate nonlinearities go through ``torch.compile``
+(equal to ``nn.LSTM``, tested), which on the CPU without autograd runs in chunks of
+``LSTM_CHUNK_ROWS`` coordinates (a GPU takes them all at once), and whose gate nonlinearities go through ``torch.compile``
 after :meth:`CoordinateLSTMRule.compile_kernels`.
 """
 
@@ -98,23 +98,25 @@ class CoordinateLSTMRule(UpdateRule):
         dtype = self.out.weight.dtype  # e.g. a float32 zoo rule driving float64 parameters
         rows = batch * dim
         inputs, h, c = features.reshape(rows, width).to(dtype), h.to(dtype), c.to(dtype)
-        if torch.is_grad_enabled() or rows <= kernels.LSTM_CHUNK_ROWS:
-            raw, h, c = self._network_rows(inputs, h, c)
-        else:  # deployment on a large model: chunks keep each chunk's gates in cache
-            raw = inputs.new_empty(rows, len(self.heads))
-            h_next, c_next = torch.empty_like(h), torch.empty_like(c)
-            for start in range(0, rows, kernels.LSTM_CHUNK_ROWS):
-                part = slice(start, start + kernels.LSTM_CHUNK_ROWS)
-                raw[part], h_next[:, part], c_next[:, part] = self._network_rows(inputs[part], h[:, part], c[:, part])
-            h, c = h_next, c_next
-        return raw.to(features.dtype).reshape(batch, dim, len(self.heads)), h, c
-
-    def _network_rows(self, inputs: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(R, F)`` rows -> ``(R, K)`` raw outputs and the new ``h``, ``c``."""
         weights = [(getattr(self.lstm, f"weight_ih_l{k}"), getattr(self.lstm, f"weight_hh_l{k}"),
                     getattr(self.lstm, f"bias_ih_l{k}") + getattr(self.lstm, f"bias_hh_l{k}"))
                    for k in range(self.num_layers)]
         cell = kernels.compiled_lstm_cell() if self.compiled else kernels.lstm_cell
+        if torch.is_grad_enabled() or rows <= kernels.LSTM_CHUNK_ROWS or inputs.device.type != "cpu":
+            raw, h, c = self._network_rows(inputs, h, c, weights, cell)
+        else:  # CPU deployment on a large model: chunks keep each chunk's gates in cache
+            raw = inputs.new_empty(rows, len(self.heads))
+            h_next, c_next = torch.empty_like(h), torch.empty_like(c)
+            for start in range(0, rows, kernels.LSTM_CHUNK_ROWS):
+                part = slice(start, start + kernels.LSTM_CHUNK_ROWS)
+                raw[part], h_next[:, part], c_next[:, part] = self._network_rows(
+                    inputs[part], h[:, part], c[:, part], weights, cell)
+            h, c = h_next, c_next
+        return raw.to(features.dtype).reshape(batch, dim, len(self.heads)), h, c
+
+    def _network_rows(self, inputs: Tensor, h: Tensor, c: Tensor, weights: list[tuple[Tensor, Tensor, Tensor]],
+                      cell: kernels.LSTMCell) -> tuple[Tensor, Tensor, Tensor]:
+        """``(R, F)`` rows -> ``(R, K)`` raw outputs and the new ``h``, ``c``."""
         out, h, c = kernels.stacked_lstm(inputs, h, c, weights, cell)
         return self.out(self.hidden(out)), h, c
 
