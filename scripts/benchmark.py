@@ -3,7 +3,8 @@
 1. meta-training throughput per rule: instance-steps per second, forward + backward through
    a K-step unroll, batched vs a straightforward per-instance loop;
 2. ``step()`` time of learned optimizers vs ``torch.optim.Adam`` on MLPs of ~1M and ~10M
-   parameters;
+   parameters, with l2o's classical AdamHD and ProxGD as the cost of the optimizer machinery
+   without a network;
 3. amortized solving: time to reach a relative suboptimality on many LASSO instances with a
    zoo optimizer (one batched call) vs batched FISTA vs cvxpy one instance at a time;
 4. ZO memory: peak memory of one ``ZOOptimizer`` step (closure only) vs one backprop step
@@ -35,7 +36,7 @@ import torch
 from l2o import zoo
 from l2o.eval import Table, relative_suboptimality
 from l2o.eval.rollout import unroll
-from l2o.optim import LearnedOptimizer
+from l2o.optim import AdamHD, LearnedOptimizer, ProxGD
 from l2o.rules import FISTARule, StepContext, UpdateRule, build_rule
 from problems import LassoFamily
 
@@ -119,6 +120,11 @@ def step_overhead(args) -> Table:
         for size in args.sizes:
             adam, count = step_time(lambda p: torch.optim.Adam(p, lr=1e-3), size, device, args.repeats)
             table.add(device=device, params=count, optimizer="torch.optim.Adam", **{"step ms": 1e3 * adam, "vs Adam": 1.0})
+            # The RuleOptimizer machinery alone (flatten, finite check, pure rule, write-back):
+            for name, make in {"l2o.optim.AdamHD": lambda p: AdamHD(p, lr=1e-3),
+                               "l2o.optim.ProxGD": lambda p: ProxGD(p, lr=1e-3)}.items():
+                seconds, _ = step_time(make, size, device, args.repeats)
+                table.add(device=device, params=count, optimizer=name, **{"step ms": 1e3 * seconds, "vs Adam": seconds / adam})
             for name, entry_rule in learned.items():
                 for label, rule in variants(entry_rule.to(device)).items():
                     seconds, _ = step_time(lambda p: LearnedOptimizer(p, rule=rule, lr=1e-3, check_finite=False),
