@@ -45,8 +45,13 @@ def devices() -> list[str]:
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+COMPILE = True  # set from --no-compile
+
+
 def variants(rule: UpdateRule) -> dict[str, UpdateRule]:
     """``{"": rule}`` plus ``{" (compiled)": copy}`` when the rule has compiled kernels."""
+    if not COMPILE:
+        return {"": rule}
     try:
         return {"": rule, " (compiled)": copy.deepcopy(rule).compile_kernels()}
     except ValueError:
@@ -254,8 +259,9 @@ def zo_memory(args) -> Table:
         for size in args.sizes:
             backprop = peak_memory("backprop", size, args.memory_batch, device)
             zo = peak_memory("zo", size, args.memory_batch, device)
+            ratio = zo / backprop if backprop > 0 else float("nan")  # too small a model to register
             table.add(device=device, params=size, batch=args.memory_batch, **{
-                "backprop step MB": backprop / 2**20, "ZO step MB": zo / 2**20, "ZO / backprop": zo / backprop})
+                "backprop step MB": backprop / 2**20, "ZO step MB": zo / 2**20, "ZO / backprop": ratio})
             print(table.to_markdown().splitlines()[-1], flush=True)
     return table
 
@@ -279,8 +285,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=30_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memory-batch", type=int, default=256, help="inputs per step in the ZO memory section")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     parser.add_argument("--out", default="out/benchmark")
     args = parser.parse_args()
+    global COMPILE
+    COMPILE = not args.no_compile
     sections = {"throughput": meta_training_throughput, "step": step_overhead, "amortized": amortized_solving,
                 "zo_memory": zo_memory}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, devices: {devices()}\n")

@@ -1,0 +1,39 @@
+"""``scripts/benchmark.py`` runs every section end to end at tiny sizes and writes what it prints."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_benchmark_section_runs_and_reports_finite_ratios(tmp_path):
+    command = [
+        sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--no-compile", "--out", str(tmp_path),
+        "--sections", "throughput", "step", "amortized", "zo_memory",
+        "--rules", "gomath", "ntk_gd", "--m", "10", "--n", "20", "--batch", "4", "--per-instance", "2",
+        "--unroll", "3", "--sizes", "300000", "--zoo", "gomath-lasso-toy", "ntk-gd-qp",
+        "--amortized-zoo", "gomath-lasso-toy", "--instances", "8", "--cvxpy-instances", "2",
+        "--tolerance", "1e-3", "--max-steps", "400", "--repeats", "1", "--memory-batch", "8",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ratio_column = {"throughput": "ratio", "step": "vs Adam", "amortized": "speedup vs cvxpy",
+                    "zo_memory": "ZO / backprop"}
+    for section, column in ratio_column.items():
+        rows = json.loads((tmp_path / f"{section}.json").read_text())["rows"]
+        assert rows, section
+        for row in rows:
+            assert math.isfinite(row[column]) and row[column] > 0, (section, row)
+        assert (tmp_path / f"{section}.md").read_text().strip() in result.stdout  # printed = written
+    throughput = json.loads((tmp_path / "throughput.json").read_text())["rows"]
+    assert [row["rule"] for row in throughput] == ["gomath", "ntk_gd"]
+    step = json.loads((tmp_path / "step.json").read_text())["rows"]
+    assert {row["optimizer"] for row in step} == {
+        "torch.optim.Adam", "l2o.optim.AdamHD", "l2o.optim.ProxGD", "gomath-lasso-toy", "ntk-gd-qp"}
+    amortized = json.loads((tmp_path / "amortized.json").read_text())["rows"]
+    assert all(row["reached"] == 1.0 for row in amortized if row["method"] != amortized[0]["method"])
