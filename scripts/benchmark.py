@@ -269,7 +269,8 @@ def zo_memory(args) -> Table:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", nargs="+", default=["throughput", "step", "amortized", "zo_memory"])
-    parser.add_argument("--rules", nargs="+", default=["gomath", "mathl2o", "l2l", "rnnprop", "ntk_gd"])
+    parser.add_argument("--rules", nargs="+", default=["gomath", "mathl2o", "l2l", "rnnprop", "ntk_gd", "bfgs", "zo"],
+                        help="rules of the throughput section (all on the same LASSO batches: it measures cost)")
     parser.add_argument("--m", type=int, default=250)
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--batch", type=int, default=32)
