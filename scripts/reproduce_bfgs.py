@@ -66,7 +66,7 @@ def main() -> None:
     entries = [name for name in zoo.list() if name.startswith("bfgs")]
     if not entries:
         raise SystemExit("no bfgs-* entries in the zoo; train them with scripts/train_zoo.sh bfgs-least-squares bfgs-logistic")
-    merged = None
+    tables = []
     for entry in entries:
         training = zoo.load(entry).card["training"]
         base = FAMILIES[training["family"]](**training["family_params"])
@@ -87,9 +87,9 @@ def main() -> None:
                              "time_speedup_vs_BFGS-Armijo": (armijo * 1e3 * timing["BFGS-Armijo"]) / (iters * ms)})
             table = Table(columns, rows)
             plot_convergence(curves, out / f"{entry}_{index}.png", title=f"{entry}: {scenario}")
-            merged = table if merged is None else Table(columns, merged.rows + table.rows)
+            tables.append(table)
             print(table.to_markdown(), flush=True)
-    merged.save(out, "report")
+    Table.concat(tables).save(out, "report")
     print(f"\nwrote {out}/report.md, report.csv, report.json and the PNG plots")
 
 

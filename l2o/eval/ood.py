@@ -162,7 +162,7 @@ def evaluate_ood(
         scenarios = ood_scenarios(FAMILIES[family_name](**params), family_name)
         plan.append((name, entry.rule, family_name, params, scenarios))
     total = sum(len(p[4]) for p in plan)
-    results: Table | None = None
+    tables = []
     entries = []
     with tqdm(total=total, desc="l2o eval-ood", disable=not progress, file=sys.stderr) as bar:
         for name, rule, family_name, params, scenarios in plan:
@@ -177,15 +177,13 @@ def evaluate_ood(
                                         tolerances=(1e-2, 1e-4), baseline="FISTA", scenario=scenario)
                 plot = f"{name}_{index:02d}.png"
                 plot_convergence(curves, out / plot, title=f"{name}: {scenario}")
-                columns = ["entry", *table.columns]
-                table = Table(columns, [{"entry": name, **row} for row in table.rows])
-                results = table if results is None else Table(columns, results.rows + table.rows)
+                tables.append(Table(["entry", *table.columns], [{"entry": name, **row} for row in table.rows]))
                 record["scenarios"].append({"name": scenario, "seed": seed + index, "plot": plot,
                                             "family_params": family.parameters()})
                 bar.update()
             entries.append(record)
     settings = {"command": command or "l2o eval-ood", "version": __version__, "batch": batch,
                 "steps": steps, "seed": seed, "entries": entries}
-    report = OODReport(results, settings)
+    report = OODReport(Table.concat(tables), settings)
     report.save(out)
     return report

@@ -56,18 +56,19 @@ def evaluate_scenarios(
 
     Writes ``report.{md,csv,json}`` and ``convergence_{index}.png`` into ``out`` if given.
     """
-    merged: Table | None = None
+    tables = []
     for index, (name, family) in enumerate(scenarios.items()):
         instances = family.sample(batch, seed=seed + index, dtype=torch.float64)
         table, curves = compare(
             methods, instances, steps, checkpoints=(10, 50, steps), tolerances=tolerances,
             baseline=baseline, scenario=name,
         )
-        merged = table if merged is None else Table(merged.columns, merged.rows + table.rows)
+        tables.append(table)
         if out is not None:
             plot_convergence(curves, Path(out) / f"convergence_{index}.png", title=f"{title}{name}")
-    if merged is None:
+    if not tables:
         raise ValueError("no scenarios to evaluate")
+    merged = Table.concat(tables)
     if out is not None:
         merged.save(out, "report")
     return merged

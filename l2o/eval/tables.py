@@ -8,7 +8,7 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 
 def _format(value: Any) -> str:
@@ -25,6 +25,16 @@ class Table:
 
     columns: list[str]
     rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def concat(cls, tables: Iterable["Table"]) -> "Table":
+        """One table with every row of ``tables``, in order; its columns are the union of
+        theirs, in order of first appearance."""
+        tables = list(tables)
+        if not tables:
+            raise ValueError("no tables to concatenate")
+        columns = list(dict.fromkeys(c for t in tables for c in t.columns))
+        return cls(columns, [row for t in tables for row in t.rows])
 
     def add(self, **row: Any) -> None:
         unknown = set(row) - set(self.columns)

@@ -55,6 +55,17 @@ def test_table_formats_hold_the_same_numbers(tmp_path):
         table.add(nope=1)
 
 
+def test_table_concat_keeps_every_row_and_the_union_of_columns():
+    first, second = Table(["method", "value"]), Table(["method", "value", "extra"])
+    first.add(method="a", value=1.0)
+    second.add(method="b", value=2.0, extra=3)
+    merged = Table.concat([first, second])
+    assert merged.columns == ["method", "value", "extra"]
+    assert merged.rows == [{"method": "a", "value": 1.0}, {"method": "b", "value": 2.0, "extra": 3}]
+    with pytest.raises(ValueError, match="no tables"):
+        Table.concat([])
+
+
 def test_plot_writes_png(tmp_path):
     curves = {"x": torch.rand(11, 4), "y": torch.rand(11, 4) * 1e-3}
     path = plot_convergence(curves, tmp_path / "sub" / "plot.png", title="t")
