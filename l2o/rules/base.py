@@ -96,6 +96,11 @@ class UpdateRule(nn.Module):
     def forward(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         return self.step(x, grad, state, ctx)
 
+    def extra_repr(self) -> str:
+        """The constructor arguments, for rules that list them in ``config()`` (the zoo's)."""
+        config = getattr(self, "config", None)
+        return ", ".join(f"{k}={v}" for k, v in config().items()) if config is not None else ""
+
 
 def step_size(lr: float | None, ctx: StepContext, rule: str) -> Tensor | float:
     """``lr`` if given, else ``1 / L`` from the context (``(B, 1)``).

@@ -13,8 +13,8 @@ in the rule state as ``h``, ``c``: ``(num_layers, B·n, H)``.
 The weights live in a ``torch.nn.LSTM`` (its parameter names and layout, so checkpoints
 are plain ``nn.LSTM`` weights); the step itself is :func:`~l2o.rules.kernels.stacked_lstm`
 (equal to ``nn.LSTM``, tested), which on the CPU without autograd runs in chunks of
-``LSTM_CHUNK_ROWS`` coordinates (a GPU takes them all at once), and whose gate nonlinearities go through ``torch.compile``
-after :meth:`CoordinateLSTMRule.compile_kernels`.
+``LSTM_CHUNK_ROWS`` coordinates (a GPU takes them all at once), and whose gate
+nonlinearities go through ``torch.compile`` after :meth:`CoordinateLSTMRule.compile_kernels`.
 """
 
 from __future__ import annotations
@@ -126,6 +126,3 @@ class CoordinateLSTMRule(UpdateRule):
         outputs = {name: raw[..., i] for i, name in enumerate(self.heads)}
         x_next, rule_state = self.update(x, grad, outputs, {**state, **feature_state}, ctx)
         return x_next, {**state, **feature_state, **rule_state, "h": h, "c": c}
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.config().items())

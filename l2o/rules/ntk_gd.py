@@ -79,9 +79,6 @@ class NTKGDRule(UpdateRule):
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         return x - learned_step(self.logits(x, grad), self.lr, ctx, "NTK-GD") * grad, state
 
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.config().items())
-
 
 def _orthogonal(shape: torch.Size, generator: torch.Generator) -> Tensor:
     """A ``shape`` matrix with orthonormal rows or columns (full rank), from ``generator``."""

@@ -211,6 +211,3 @@ class ZORule(UpdateRule):
         coefficients = aggregate(aggregator, delta, gram, x.shape[1], self.directions, progress)
         lr = self.lr if self.lr is not None else default_step(self.aggregator_name, self.q, x.shape[1]) / ctx.lipschitz
         return x - lr * combine(U, coefficients), {"k": state["k"] + 1, "last": value[:, None].detach()}
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.config().items())
