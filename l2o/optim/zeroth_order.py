@@ -135,9 +135,10 @@ class ZOOptimizer(Optimizer):
         for index, p in enumerate(self._params()):
             for view, u in self._chunks(query, index, p):
                 a = amount * u
-                where = (~_same_bits((view + a) - a, view)).nonzero().squeeze(-1).to(torch.int32)
+                shifted = view + a
+                where = (~_same_bits(shifted - a, view)).nonzero().squeeze(-1).to(torch.int32)
                 log.append((where, view[where].clone()))
-                view.add_(a)
+                view.copy_(shifted)
         self.last_restore_log = max(self.last_restore_log, sum(w.numel() for w, _ in log))
         return log
 
