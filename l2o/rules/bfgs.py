@@ -154,6 +154,12 @@ class BFGSRule(UpdateRule):
         return f"step={self.step_rule}, lr={self.lr}, initial={self.initial}"
 
 
+def descent_cosine(grad: Tensor, direction: Tensor) -> Tensor:
+    """``τ = gᵀd / (||g|| ||d||)``: ``(B, n), (B, n) -> (B, 1)`` (0 where either is 0)."""
+    tiny = torch.finfo(grad.dtype).tiny
+    return instance_dot(grad / instance_norm(grad, tiny), direction / instance_norm(direction, tiny))
+
+
 def coordinate_step_sizes(direction_logits: Tensor, scale_logit: Tensor, grad: Tensor,
                           direction: Tensor, p_max: float, c: float) -> Tensor:
     """Squash raw outputs into the convergence bounds (:class:`LearnedBFGSRule`):
@@ -163,10 +169,7 @@ def coordinate_step_sizes(direction_logits: Tensor, scale_logit: Tensor, grad: T
     Args: ``direction_logits`` o ``(B, n)``; ``scale_logit`` s ``(B, 1)``; ``grad``, ``direction``
     ``(B, n)``. Returns ``p: (B, n)``.
     """
-    tiny = torch.finfo(grad.dtype).tiny
-    g_unit = grad / instance_norm(grad, tiny)
-    d_unit = direction / instance_norm(direction, tiny)
-    tau = instance_dot(g_unit, d_unit).clamp(0.0, 1.0)
+    tau = descent_cosine(grad, direction).clamp(0.0, 1.0)
     center = p_max * torch.sigmoid(scale_logit)
     return center * (1.0 + c * tau * torch.tanh(direction_logits))
 
@@ -230,7 +233,7 @@ class LearnedBFGSRule(CoordinateLSTMRule):
         started = state["started"]  # no (s, y) pair before the first step: zeros, not x
         s, y = started * (x - state["x_prev"]), started * (grad - state["g_prev"])
         unit = [v / instance_norm(v, tiny) for v in (grad, direction, s, y)]
-        tau = instance_dot(unit[0], unit[1]).expand_as(x)
+        tau = descent_cosine(grad, direction).expand_as(x)
         features = torch.stack([*unit, state["p"] / self.p_max, tau], dim=-1)
         return features, {**bfgs, "direction": direction}
 
