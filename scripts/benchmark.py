@@ -45,12 +45,10 @@ def devices() -> list[str]:
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-COMPILE = True  # set from --no-compile
-
-
-def variants(rule: UpdateRule) -> dict[str, UpdateRule]:
-    """``{"": rule}`` plus ``{" (compiled)": copy}`` when the rule has compiled kernels."""
-    if not COMPILE:
+def variants(rule: UpdateRule, args) -> dict[str, UpdateRule]:
+    """``{"": rule}`` plus ``{" (compiled)": copy}`` when the rule has compiled kernels
+    (unless ``--no-compile``)."""
+    if args.no_compile:
         return {"": rule}
     try:
         return {"": rule, " (compiled)": copy.deepcopy(rule).compile_kernels()}
@@ -90,7 +88,7 @@ def meta_training_throughput(args) -> Table:
             torch.manual_seed(0)
             batch = family.sample(args.batch, seed=0, device=device)
             singles = [family.sample(1, seed=i, device=device) for i in range(args.per_instance)]
-            for label, rule in variants(build_rule(name).to(device)).items():
+            for label, rule in variants(build_rule(name).to(device), args).items():
                 batched = timed(lambda: unroll_backward(rule, batch, args.unroll), device, args.repeats)
                 looped = timed(lambda: [unroll_backward(rule, s, args.unroll) for s in singles], device, 1)
                 rate_batched = args.batch * args.unroll / batched
@@ -131,7 +129,7 @@ def step_overhead(args) -> Table:
                 seconds, _ = step_time(make, size, device, args.repeats)
                 table.add(device=device, params=count, optimizer=name, **{"step ms": 1e3 * seconds, "vs Adam": seconds / adam})
             for name, entry_rule in learned.items():
-                for label, rule in variants(entry_rule.to(device)).items():
+                for label, rule in variants(entry_rule.to(device), args).items():
                     seconds, _ = step_time(lambda p: LearnedOptimizer(p, rule=rule, lr=1e-3, check_finite=False),
                                            size, device, args.repeats)
                     table.add(device=device, params=count, optimizer=name + label,
@@ -189,7 +187,7 @@ def amortized_solving(args) -> Table:
                   seconds=per_cvxpy * args.cvxpy_instances, **{"per instance ms": 1e3 * per_cvxpy},
                   steps="-", reached=f"worst rel {worst:.1e}", **{"speedup vs cvxpy": 1.0})
         # The network keeps its stored float32 (as in LearnedOptimizer); iterates stay float64.
-        learned = {name + label: rule for label, rule in variants(entry.rule.to(device)).items()}
+        learned = {name + label: rule for label, rule in variants(entry.rule.to(device), args).items()}
         for label, method in {**learned, "FISTA (batched)": FISTARule()}.items():
             time_to_tolerance(method, instances, args.tolerance, 10, device)  # warm-up (compilation), untimed
             seconds, steps, reached = time_to_tolerance(method, instances, args.tolerance, args.max_steps, device)
@@ -289,8 +287,6 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     parser.add_argument("--out", default="out/benchmark")
     args = parser.parse_args()
-    global COMPILE
-    COMPILE = not args.no_compile
     sections = {"throughput": meta_training_throughput, "step": step_overhead, "amortized": amortized_solving,
                 "zo_memory": zo_memory}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, devices: {devices()}\n")
