@@ -72,14 +72,17 @@ class LeastSquaresInstances(Instances):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class QuadraticFamily(ProblemFamily):
-    """``f(x) = ½ ||A x - b||²`` with ``A_ij ~ N(0, data_scale² / m)``, ``b ~ N(0, I)``.
+    """``f(x) = ½ ||A x - b||²`` as the official NTK-GD code generates it
+    (``optimizees/qp.py`` of NetX-lab/MathL2OProof-Official): Gaussian ``A`` with columns
+    scaled to norm ``data_scale``, ``b = A x_true`` with dense ``x_true ~ N(0, I)`` (consistent:
+    F* = 0 when m <= n), x0 = 0. The paper's size is m = 20, n = 32 (underdetermined).
 
     Parameters: ``m`` rows, ``n`` unknowns, ``data_scale`` (objective OOD), the x0
     distribution (default x0 = 0).
     """
 
-    m: int = 32
-    n: int = 20
+    m: int = 20
+    n: int = 32
     data_scale: float = 1.0
 
     def __post_init__(self) -> None:
@@ -90,8 +93,9 @@ class QuadraticFamily(ProblemFamily):
 
     def _generate(self, batch: int, generator: torch.Generator) -> LeastSquaresInstances:
         A = torch.randn(batch, self.m, self.n, generator=generator, dtype=torch.float64)
-        A = A * (self.data_scale / self.m**0.5)
-        b = torch.randn(batch, self.m, generator=generator, dtype=torch.float64)
+        A = self.data_scale * A / A.norm(dim=1, keepdim=True)
+        x_true = torch.randn(batch, self.n, generator=generator, dtype=torch.float64)
+        b = torch.einsum("bmn,bn->bm", A, x_true)
         start = self._initial_points(batch, self.n, generator)
         return LeastSquaresInstances(
             A=A, b=b, l1=torch.zeros(batch, dtype=torch.float64), start=start

@@ -26,11 +26,14 @@ class LogisticInstances(Instances):
     A: ``(B, m, n)`` features (rows a_i).
     y: ``(B, m)`` labels in {-1, +1}.
     ridge: ``(B,)`` ρ >= 0.
+    lipschitz_scale: c in the reported constant ``c ||A||_2² / m + ρ``: 1/4 is the
+        tight bound; the official GoMathL2O code uses 1 (``||AᵀA|| / m``, 4× larger).
     """
 
     A: Tensor
     y: Tensor
     ridge: Tensor
+    lipschitz_scale: float = 0.25
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -64,8 +67,8 @@ class LogisticInstances(Instances):
         return torch.einsum("bmi,bm,bmj->bij", self.A, curvature, self.A) + self.ridge[:, None, None] * eye
 
     def lipschitz(self) -> Tensor:
-        """``||A||_2² / (4 m) + ρ``."""
-        return squared_spectral_norm(self.A) / (4 * self.A.shape[1]) + self.ridge
+        """``c ||A||_2² / m + ρ`` with ``c = lipschitz_scale`` (tight: c = 1/4)."""
+        return self.lipschitz_scale * squared_spectral_norm(self.A) / self.A.shape[1] + self.ridge
 
     def duality_gap(self, x: Tensor) -> Tensor:
         """Gap to the dual ``D(θ) = (1/m) Σ H(θ_i)`` (binary entropy, nats) at
@@ -125,23 +128,41 @@ class ClassificationFamily(ProblemFamily):
             ridge=torch.full((batch,), float(self.ridge), dtype=torch.float64),
             l1=torch.full((batch,), float(self.l1), dtype=torch.float64),
             start=self._initial_points(batch, self.n, generator),
+            lipschitz_scale=self._lipschitz_scale(),
         )
+
+    def _lipschitz_scale(self) -> float:
+        """c of the reported Lipschitz constant (see :class:`LogisticInstances`)."""
+        return 0.25
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LogisticL1Family(ClassificationFamily):
-    """Sparse logistic regression (ρ = 0, λ = ``l1``) on synthetic Gaussian data, as in
-    GoMathL2O. x0 = ``x0_shift + x0_std · N(0, I)`` (InD: x0_std = 1 as for LASSO)."""
+    """Sparse logistic regression (ρ = 0, λ = ``l1``) on synthetic Gaussian data, as the
+    official GoMathL2O code generates it (``optimizees/logistic_l1.py``): m = 1000 samples,
+    n = 50 features, 20 nonzeros, λ = 0.1, labels ``sign(A x_true)`` without noise,
+    x0 = ``x0_shift + x0_std · N(0, I)`` (InD: x0_std = 1), and the Lipschitz constant it
+    reports, ``||AᵀA|| / m`` (``lipschitz_bound="official"``; 4× the tight ``||A||² / (4m)``,
+    ``"tight"``): the step size of a model trained on it depends on that choice.
+    """
 
-    m: int = 500
+    m: int = 1000
     n: int = 50
-    l1: float = 0.01
+    sparsity: int = 20
+    l1: float = 0.1
+    label_noise: float = 0.0
     x0_std: float = 1.0
+    lipschitz_bound: str = "official"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.l1 > 0, "l1", self.l1, "sparse logistic regression needs λ > 0")
         require(self.ridge == 0, "ridge", self.ridge, "sparse logistic regression has ρ = 0")
+        require(self.lipschitz_bound in ("official", "tight"), "lipschitz_bound", self.lipschitz_bound,
+                "must be 'official' (||AᵀA||/m) or 'tight' (||A||²/(4m))")
+
+    def _lipschitz_scale(self) -> float:
+        return 1.0 if self.lipschitz_bound == "official" else 0.25
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

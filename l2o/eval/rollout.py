@@ -52,7 +52,8 @@ def unroll(
         yield x, state
 
 
-def rollout(method: Method, instances: Instances, steps: int, differentiable: bool = False) -> Trajectory:
+def rollout(method: Method, instances: Instances, steps: int, differentiable: bool = False,
+            seed: int = 0) -> Trajectory:
     """Run ``method`` for ``steps`` iterations from ``instances.x0()``.
 
     Args:
@@ -64,23 +65,26 @@ def rollout(method: Method, instances: Instances, steps: int, differentiable: bo
         instances: the batch.
         steps: number of iterations T >= 0.
         differentiable: keep the autograd graph (rules only).
+        seed: seeds the rule's random initial state (``StepContext.generator``), so a
+            rollout gives the same numbers whatever torch's global random state.
     """
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
     if isinstance(method, UpdateRule):
         grad_mode = contextlib.nullcontext() if differentiable else torch.no_grad()
         with grad_mode:
-            return _rollout_rule(method, instances, steps)
+            return _rollout_rule(method, instances, steps, seed)
     if differentiable:
         raise ValueError("differentiable rollouts need an UpdateRule, not an optimizer")
     return _rollout_optimizer(method, instances, steps)
 
 
-def _rollout_rule(rule: UpdateRule, instances: Instances, steps: int) -> Trajectory:
+def _rollout_rule(rule: UpdateRule, instances: Instances, steps: int, seed: int) -> Trajectory:
     x = instances.x0()
+    ctx = dataclasses.replace(StepContext.for_instances(instances), generator=torch.Generator().manual_seed(seed))
     values = [instances.objective(x)]
     final, state = x, None
-    for x, state in unroll(rule, instances, steps, x=x):
+    for x, state in unroll(rule, instances, steps, x=x, ctx=ctx):
         final = rule.iterate(x, state)
         values.append(instances.objective(final))
     return Trajectory(torch.stack(values), final, state)

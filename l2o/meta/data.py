@@ -54,6 +54,8 @@ class ProblemDataModule(LightningDataModule):
         batch_size: instances per training batch.
         steps_per_epoch: training batches per epoch.
         seed: base training seed.
+        fixed_batch: every training batch is the one drawn with ``seed`` (the official
+            NTK-GD protocol trains on one fixed batch).
         val_batch_size: instances per validation scenario.
         val_seed: base validation seed (keep it far from the training seeds).
         ood: OOD scenarios, name -> parameters to shift (``family.shifted(**params)``).
@@ -71,6 +73,7 @@ class ProblemDataModule(LightningDataModule):
         val_seed: int = 1_000_000_000,
         ood: dict[str, dict[str, Any]] | None = None,
         dtype: str = "float32",
+        fixed_batch: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1 or steps_per_epoch < 1 or val_batch_size < 1:
@@ -85,6 +88,8 @@ class ProblemDataModule(LightningDataModule):
         self._validation: list[tuple[str, Instances]] | None = None
 
     def _train_seed(self, index: int) -> int:
+        if self.hparams.fixed_batch:
+            return self.hparams.seed
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         return self.hparams.seed + epoch * self.hparams.steps_per_epoch + index
 

@@ -9,12 +9,14 @@ detached and carried into the next segment. Manual optimization, since one batch
 
 Validation rolls the rule out on each fixed scenario of the data module (InD and OOD)
 for ``val_steps`` and logs the median relative suboptimality at ``val_checkpoints`` as
-``val/{scenario}/rel@{k}``, and ``val/loss`` = mean log10 relative suboptimality of the
-InD scenario at ``val_steps`` (what checkpoints monitor).
+``val/{scenario}/rel@{k}``, and ``val/loss`` = the mean objective F(x_k) over k = 1 … ``val_steps``
+and the instances of the InD scenario (what checkpoints monitor: the official code keeps the
+checkpoint with the lowest such mean).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -27,6 +29,8 @@ from l2o.meta.losses import META_LOSSES
 from l2o.rules import StepContext, build_rule
 from problems import Instances
 
+META_OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+
 
 class MetaTrainer(LightningModule):
     """Args:
@@ -34,8 +38,12 @@ class MetaTrainer(LightningModule):
     rule_config: its constructor arguments (e.g. ``{"hidden_size": 20}``).
     horizon: T, optimizer steps per training batch.
     unroll: K, steps per truncated segment (T must be a multiple of K).
-    meta_loss: ``mean`` | ``weighted`` | ``last`` | ``log_relative``.
-    lr: meta-optimizer (Adam) learning rate.
+    meta_loss: ``mean`` | ``weighted`` | ``last`` | ``log_relative`` (each a mean over
+        the batch's instances).
+    batch_reduction: ``mean`` over the instances, or ``sum`` (B × the mean: the official
+        NTK-GD code's summed loss, whose meta-gradient grows with the batch).
+    meta_optimizer: ``adam`` (the GoMathL2O code) or ``sgd`` (the NTK-GD code).
+    lr: meta-optimizer learning rate.
     lr_milestones: meta-steps at which the learning rate is multiplied by ``lr_gamma``.
     lr_gamma: the schedule's factor.
     grad_clip: max norm of the meta-gradient (0 disables clipping).
@@ -60,8 +68,14 @@ class MetaTrainer(LightningModule):
         val_steps: int = 100,
         val_checkpoints: list[int] | None = None,
         compile: bool = False,
+        batch_reduction: str = "mean",
+        meta_optimizer: str = "adam",
     ) -> None:
         super().__init__()
+        if batch_reduction not in ("mean", "sum"):
+            raise ValueError(f"Invalid batch_reduction: {batch_reduction!r}; choose 'mean' or 'sum'")
+        if meta_optimizer not in META_OPTIMIZERS:
+            raise ValueError(f"Invalid meta_optimizer: {meta_optimizer!r}; choose from {sorted(META_OPTIMIZERS)}")
         if horizon < 1 or unroll < 1 or horizon % unroll:
             raise ValueError(f"horizon ({horizon}) must be a positive multiple of unroll ({unroll})")
         if meta_loss not in META_LOSSES:
@@ -81,7 +95,10 @@ class MetaTrainer(LightningModule):
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers()
         hp = self.hparams
-        ctx = StepContext.for_instances(instances)
+        # The LSTM rules' random initial state: seeded by the step count, which a resumed
+        # run restores, so an interrupted run continues exactly.
+        ctx = dataclasses.replace(StepContext.for_instances(instances),
+                                  generator=torch.Generator().manual_seed(int(self.global_step)))
         optimum = instances.optimum() if hp.meta_loss == "log_relative" else None
         x = instances.x0()
         state = self.rule.init_state(x, ctx)
@@ -92,6 +109,8 @@ class MetaTrainer(LightningModule):
                 values.append(instances.objective(self.rule.iterate(x, state)))
             steps = torch.arange(start + 1, start + hp.unroll + 1, device=x.device)
             loss = self.meta_loss(torch.stack(values), steps, optimum, hp.horizon)
+            if hp.batch_reduction == "sum":
+                loss = loss * instances.batch_size
             optimizer.zero_grad()
             self.manual_backward(loss)
             norm = torch.nn.utils.clip_grad_norm_(
@@ -116,14 +135,13 @@ class MetaTrainer(LightningModule):
         relative = relative_suboptimality(trajectory.objective, instances.optimum())
         for k in self.val_checkpoints:
             self.log(f"val/{name}/rel@{k}", median(relative[k]), batch_size=instances.batch_size)
-        if name == "ind":
-            final = torch.log10(relative[-1].clamp_min(1e-12))
-            self.log("val/loss", torch.nan_to_num(final, nan=99.0, posinf=99.0).mean(),
-                     prog_bar=True, batch_size=instances.batch_size)
+        if name == "ind":  # the official criterion: the mean objective over the validation run
+            objective = torch.nan_to_num(trajectory.objective[1:], nan=1e30, posinf=1e30)
+            self.log("val/loss", objective.mean(), prog_bar=True, batch_size=instances.batch_size)
 
     # -------------------------------------------------------------- optimizer
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.rule.parameters(), lr=self.hparams.lr)
+        optimizer = META_OPTIMIZERS[self.hparams.meta_optimizer](self.rule.parameters(), lr=self.hparams.lr)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(
             optimizer, milestones=list(self.hparams.lr_milestones or []), gamma=self.hparams.lr_gamma
         )

@@ -34,12 +34,17 @@ class StepContext:
             safeguards and line searches evaluate it.
         gradient: ``∇f: (B, n) -> (B, n)``, or None; only rules that need a second
             gradient per step (the exact quadratic step of BFGS) call it.
+        generator: the CPU generator of a rule's random initial state (the LSTM rules'
+            ``N(0, 1)`` hidden state), or None for torch's global generator (what the
+            official code and the drop-in optimizers use). Rollouts and meta-training
+            pass a seeded one, so their results do not depend on the global random state.
     """
 
     l1: Tensor
     lipschitz: Tensor | None = None
     objective: Callable[[Tensor], Tensor] | None = None
     gradient: Callable[[Tensor], Tensor] | None = None
+    generator: torch.Generator | None = None
 
     @classmethod
     def for_instances(cls, instances) -> "StepContext":

@@ -205,14 +205,14 @@ class LearnedBFGSRule(CoordinateLSTMRule):
     with the constant step ``p_max / 2`` (1 by default).
 
     Args: ``hidden_size``, ``num_layers``; ``p_max`` (2); ``c`` (0.5); ``initial`` H_0
-    (default ``"lipschitz"``); ``eps`` the curvature safeguard.
+    (default ``"lipschitz"``); ``eps`` the curvature safeguard; ``state_init`` of the
+    LSTM (``"zeros"``: this is l2o's own method, with no official code to follow).
     """
 
-    heads = ("direction", "scale")
-
     def __init__(self, hidden_size: int = 20, num_layers: int = 2, p_max: float = 2.0, c: float = 0.5,
-                 initial: str = "lipschitz", eps: float = 1e-8) -> None:
-        super().__init__(num_features=6, hidden_size=hidden_size, num_layers=num_layers)
+                 initial: str = "lipschitz", eps: float = 1e-8, state_init: str = "zeros") -> None:
+        super().__init__(num_features=6, hidden_size=hidden_size, num_layers=num_layers,
+                         heads=("direction", "scale"), state_init=state_init)
         if not p_max > 0 or not 0 < c < 1:
             raise ValueError(f"Invalid bounds: need p_max > 0 and 0 < c < 1, got p_max={p_max}, c={c}")
         if initial not in INITIALS:

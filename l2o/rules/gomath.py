@@ -2,16 +2,24 @@
 
 Per coordinate, the LSTM sees only ``[∇f(x_k), lower, upper]`` (the gradient and the two
 ends of ∂(λ||x_k||_1)), each divided by its norm at k = 0 — never ``x_k`` itself, which
-keeps the input bounded under objective and initial-point shifts. Heads, squashed:
+keeps the input bounded under objective and initial-point shifts. The features are not
+detached (the official code's ``detach_grad=False``). Heads, squashed as the official
+``GOMathL2O`` model does (:mod:`l2o.rules.squash`; defaults: its LASSO configuration):
 
-``R = 2σ(r) · α``  (α = ``lr`` or 0.9999 / L),  ``Q = 2σ(q)``,  ``B = σ(b)``;
+``R = r_norm(r) · r_scale · α``  (α = ``lr`` or 0.9999 / L),
+``Q = q_norm(q) · q_scale``,  ``B = b_norm(b) · b_scale``;
 
 update with history ``V`` (V_0 = 0):
 
 ``u = x_k - R ⊙ ∇f(x_k) - Q ⊙ V_k``,  ``x_{k+1} = prox_{R λ ||.||_1}(u)``,
 ``V_{k+1} = B ⊙ V_k + (1 - B) ⊙ (x_k - x_{k+1})``.
 
-The optional bias heads b3, b4 of the paper (off by default there) are not included.
+LASSO (``configs/1_lasso_training_wo_xk_set.yaml``): ``sigmoid`` (2σ), ``sigmoid``,
+``sigmoid1`` (σ), scales 1. Sparse logistic (``logistic_training_wo_xk_set.yaml``):
+``softplus`` for all three with ``q_scale = 10`` (:meth:`GoMathRule.logistic`).
+Weights start as the official ``_init_parameters``: Xavier-uniform matrices, zero biases.
+The optional bias heads b3, b4 of the official code (off in every paper configuration)
+are not included.
 """
 
 from __future__ import annotations
@@ -19,35 +27,65 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from l2o.features import gradient_features
 from l2o.rules.base import State, StepContext, step_size, validate_lr
 from l2o.rules.lstm import CoordinateLSTMRule
+from l2o.rules.squash import squash, validate_squash
 from problems.proximal import soft_threshold
 
 SAFE_STEP = 0.9999
 
 
-def learned_step(raw: Tensor, lr: float | None, ctx: StepContext, rule: str) -> Tensor:
-    """``2σ(raw) · α`` with ``α = lr`` or ``0.9999 / L``: a preconditioner in (0, 2α)."""
-    base = lr if lr is not None else SAFE_STEP * step_size(None, ctx, rule)
-    return 2.0 * torch.sigmoid(raw) * base
+def base_step(lr: float | None, ctx: StepContext, rule: str) -> Tensor | float:
+    """The base step α of the learned rules: ``lr``, else ``0.9999 / L`` (``(B, 1)``)."""
+    return lr if lr is not None else SAFE_STEP * step_size(None, ctx, rule)
+
+
+def xavier_init(module: nn.Module) -> None:
+    """The official ``_init_parameters``: Xavier-uniform weight matrices, zero biases."""
+    for name, param in module.named_parameters():
+        if "weight" in name:
+            nn.init.xavier_uniform_(param)
+        else:
+            nn.init.zeros_(param)
 
 
 class GoMathRule(CoordinateLSTMRule):
-    """GoMathL2O. Args: ``hidden_size``, ``num_layers`` of the LSTM; ``lr``: base step α
-    (None: 0.9999 / L from the problem, or ``LearnedOptimizer(lipschitz=...)``)."""
+    """GoMathL2O.
 
-    heads = ("R", "Q", "B")
+    Args:
+        hidden_size, num_layers: the LSTM's (20, 2).
+        lr: base step α (None: 0.9999 / L from the problem, or
+            ``LearnedOptimizer(lipschitz=...)``).
+        r_norm, q_norm, b_norm, r_scale, q_scale, b_scale: the heads' squashes and scales.
+        state_init: ``"randn"`` (official) or ``"zeros"``.
+    """
 
-    def __init__(self, hidden_size: int = 20, num_layers: int = 2, lr: float | None = None) -> None:
-        super().__init__(num_features=3, hidden_size=hidden_size, num_layers=num_layers)
+    def __init__(self, hidden_size: int = 20, num_layers: int = 2, lr: float | None = None,
+                 r_norm: str = "sigmoid", q_norm: str = "sigmoid", b_norm: str = "sigmoid1",
+                 r_scale: float = 1.0, q_scale: float = 1.0, b_scale: float = 1.0,
+                 state_init: str = "randn") -> None:
+        super().__init__(num_features=3, hidden_size=hidden_size, num_layers=num_layers,
+                         heads=("R", "Q", "B"), state_init=state_init)
         validate_lr(lr)
+        self.squashes = {"R": (r_norm, r_scale), "Q": (q_norm, q_scale), "B": (b_norm, b_scale)}
+        for head, (name, scale) in self.squashes.items():
+            validate_squash(name, scale, head.lower())
         self.lr = lr
+        xavier_init(self)
+
+    @classmethod
+    def logistic(cls, **config: Any) -> "GoMathRule":
+        """The official sparse-logistic configuration: softplus heads, ``q_scale = 10``."""
+        return cls(**{"r_norm": "softplus", "q_norm": "softplus", "b_norm": "softplus",
+                      "q_scale": 10.0, **config})
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "lr": self.lr}
+        squashes = {f"{head.lower()}_{key}": value for head, (name, scale) in self.squashes.items()
+                    for key, value in (("norm", name), ("scale", scale))}
+        return {**super().config(), "lr": self.lr, **squashes}
 
     def extra_state(self, x: Tensor, ctx: StepContext) -> State:
         return {"history": torch.zeros_like(x), "feature_scale": x.new_zeros(x.shape[0], 3)}
@@ -59,9 +97,8 @@ class GoMathRule(CoordinateLSTMRule):
     def update(
         self, x: Tensor, grad: Tensor, outputs: dict[str, Tensor], state: State, ctx: StepContext
     ) -> tuple[Tensor, State]:
-        R = learned_step(outputs["R"], self.lr, ctx, "GoMathL2O")
-        Q = 2.0 * torch.sigmoid(outputs["Q"])
-        B = torch.sigmoid(outputs["B"])
+        R, Q, B = (squash(outputs[head], *self.squashes[head]) for head in ("R", "Q", "B"))
+        R = R * base_step(self.lr, ctx, "GoMathL2O")
         history = state["history"]
         x_next = soft_threshold(x - R * grad - Q * history, R * ctx.l1)
         return x_next, {"history": B * history + (1.0 - B) * (x - x_next)}

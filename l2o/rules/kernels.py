@@ -66,7 +66,7 @@ def stacked_lstm(
     return layer_input, torch.stack(hs), torch.stack(cs)
 
 
-def planar_relu_network(z: Tensor, w2: Tensor, w3: Tensor, b3: Tensor) -> Tensor:
+def planar_relu_network(z: Tensor, w2: Tensor, w3: Tensor, b3: Tensor | None = None) -> Tensor:
     """``p = w3ᵀ ReLU(W2 z) + b3`` for ``z: (R, 2)`` with ``z >= 0``, exactly, in ``O(log H)``
     per row.
 
@@ -86,7 +86,7 @@ def planar_relu_network(z: Tensor, w2: Tensor, w3: Tensor, b3: Tensor) -> Tensor
     detached angles; ReLU's derivative is the same indicator, 0 at 0 as in torch).
 
     Args: ``z`` ``(R, 2)``, entries ``>= 0`` (a ReLU's output); ``w2`` ``(H, 2)``; ``w3``
-    ``(H,)``; ``b3`` ``(1,)``. Returns ``(R,)``.
+    ``(H,)``; ``b3`` ``(1,)`` or None (no output bias). Returns ``(R,)``.
     """
     with torch.no_grad():
         direction = torch.atan2(w2[:, 1], w2[:, 0])
@@ -102,4 +102,5 @@ def planar_relu_network(z: Tensor, w2: Tensor, w3: Tensor, b3: Tensor) -> Tensor
         sector = torch.searchsorted(boundaries, torch.atan2(z[:, 1], z[:, 0]).contiguous())
         nonzero = (z != 0).any(-1, keepdim=True)  # at z = 0 no neuron is active (ReLU'(0) = 0)
     table = (active.to(w2.dtype) * w3[:, None]).t() @ w2  # (sectors, 2): v_s
-    return (table[sector] * nonzero * z).sum(-1) + b3
+    p = (table[sector] * nonzero * z).sum(-1)
+    return p if b3 is None else p + b3

@@ -4,11 +4,17 @@ Every coordinate of every instance is one row through the same small network
 (Andrychowicz et al. 2016; Math-L2O; GoMathL2O), so a rule trained on ``(B, n)`` batches
 applies to a model with any number of parameters N:
 
-``features (B, n, F) -> LSTM(F -> H, num_layers) -> Linear(H, H) + ReLU -> Linear(H, K)``
+``features (B, n, F) -> [Linear(F, H) + ELU] -> LSTM(F or H -> H, num_layers)
+-> [Linear(H, H) + ReLU] -> Linear(H, K)``
 
-giving K raw head outputs per coordinate. Subclasses choose the features, name the
-heads, and turn head outputs into an update. The LSTM's hidden and cell states are kept
-in the rule state as ``h``, ``c``: ``(num_layers, B·n, H)``.
+giving K raw head outputs per coordinate (the bracketed layers are per rule, as in the
+official code: RNNprop has the input layer, GoMathL2O and Math-L2O the hidden one, L2L
+neither). Subclasses choose the features, name the heads, and turn head outputs into an
+update. The LSTM's hidden and cell states are kept in the rule state as ``h``, ``c``:
+``(num_layers, B·n, H)``; they start as ``state_scale · N(0, 1)`` draws
+(``state_init="randn"``, the official code's ``reset_state``) from ``ctx.generator``, or from
+torch's global generator when it is None (drop-in use: seed with ``torch.manual_seed`` for a
+reproducible run), or at zero (``state_init="zeros"``).
 
 The weights live in a ``torch.nn.LSTM`` (its parameter names and layout, so checkpoints
 are plain ``nn.LSTM`` weights); the step itself is :func:`~l2o.rules.kernels.stacked_lstm`
@@ -28,29 +34,44 @@ from l2o.rules import kernels
 from l2o.rules.base import State, StepContext, UpdateRule
 
 
+STATE_INITS = ("randn", "zeros")
+
+
 class CoordinateLSTMRule(UpdateRule):
     """Base class of learned coordinate-wise rules.
 
-    Subclasses set ``heads`` (names of the per-coordinate outputs) and implement
+    Subclasses pass ``heads`` (names of the per-coordinate outputs) and implement
     :meth:`features`, :meth:`update` and optionally :meth:`extra_state`.
 
     Args:
         num_features: F, features per coordinate.
         hidden_size: H (20 in the papers).
         num_layers: LSTM depth (2 in the papers).
+        heads: names of the K outputs; the output layer's row k is head k.
+        input_layer: ``Linear(F, H) + ELU`` before the LSTM (RNNprop).
+        hidden_layer: ``Linear(H, H) + ReLU`` after it (GoMathL2O, Math-L2O).
+        state_init: ``"randn"`` (the official code) or ``"zeros"``.
+        state_scale: standard deviation of the ``randn`` initial state.
     """
 
-    heads: tuple[str, ...] = ()
-
-    def __init__(self, num_features: int, hidden_size: int = 20, num_layers: int = 2) -> None:
+    def __init__(self, num_features: int, hidden_size: int = 20, num_layers: int = 2, *,
+                 heads: tuple[str, ...], input_layer: bool = False, hidden_layer: bool = True,
+                 state_init: str = "randn", state_scale: float = 1.0) -> None:
         super().__init__()
         if hidden_size < 1 or num_layers < 1:
             raise ValueError(f"Invalid LSTM size: hidden_size={hidden_size}, num_layers={num_layers}")
+        if state_init not in STATE_INITS:
+            raise ValueError(f"Invalid state_init: {state_init!r}; choose from {STATE_INITS}")
+        if not (isinstance(state_scale, (int, float)) and 0 <= state_scale < float("inf")):
+            raise ValueError(f"Invalid state_scale: {state_scale!r} (a finite float >= 0)")
         self.num_features = num_features
         self.hidden_size = hidden_size
         self.num_layers = num_layers
-        self.lstm = nn.LSTM(num_features, hidden_size, num_layers)
-        self.hidden = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU())
+        self.heads = tuple(heads)
+        self.state_init, self.state_scale = state_init, float(state_scale)
+        self.input = nn.Sequential(nn.Linear(num_features, hidden_size), nn.ELU()) if input_layer else None
+        self.lstm = nn.LSTM(hidden_size if input_layer else num_features, hidden_size, num_layers)
+        self.hidden = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU()) if hidden_layer else nn.Identity()
         self.out = nn.Linear(hidden_size, len(self.heads))
         self.compiled = False
 
@@ -63,7 +84,7 @@ class CoordinateLSTMRule(UpdateRule):
     # ------------------------------------------------------------ subclass API
     def config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this rule (stored in zoo cards)."""
-        return {"hidden_size": self.hidden_size, "num_layers": self.num_layers}
+        return {"hidden_size": self.hidden_size, "num_layers": self.num_layers, "state_init": self.state_init}
 
     def extra_state(self, x: Tensor, ctx: StepContext) -> State:
         """Rule-specific state besides the LSTM's."""
@@ -81,9 +102,12 @@ class CoordinateLSTMRule(UpdateRule):
 
     # ---------------------------------------------------------------- the rule
     def init_state(self, x: Tensor, ctx: StepContext) -> State:
-        rows = x.shape[0] * x.shape[1]
-        zeros = x.new_zeros(self.num_layers, rows, self.hidden_size)
-        return {"h": zeros, "c": zeros.clone(), **self.extra_state(x, ctx)}
+        shape = (self.num_layers, x.shape[0] * x.shape[1], self.hidden_size)
+        if self.state_init == "zeros":
+            h, c = x.new_zeros(shape), x.new_zeros(shape)
+        else:  # drawn as the official code draws them: h then c, float32 on the CPU
+            h, c = ((self.state_scale * torch.randn(shape, generator=ctx.generator)).to(x) for _ in range(2))
+        return {"h": h, "c": c, **self.extra_state(x, ctx)}
 
     def network(self, features: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(B, n, F) -> (B, n, K)`` raw outputs and the new ``h``, ``c``."""
@@ -117,6 +141,8 @@ class CoordinateLSTMRule(UpdateRule):
     def _network_rows(self, inputs: Tensor, h: Tensor, c: Tensor, weights: list[tuple[Tensor, Tensor, Tensor]],
                       cell: kernels.LSTMCell) -> tuple[Tensor, Tensor, Tensor]:
         """``(R, F)`` rows -> ``(R, K)`` raw outputs and the new ``h``, ``c``."""
+        if self.input is not None:
+            inputs = self.input(inputs)
         out, h, c = kernels.stacked_lstm(inputs, h, c, weights, cell)
         return self.out(self.hidden(out)), h, c
 

@@ -1,14 +1,18 @@
 """Learned GD step sizes with the NTK initialization of "Learning Provably Improves the
 Convergence of Gradient Descent" (Song, Lin, Xu, NeurIPS 2025).
 
-Per coordinate, a ReLU network maps ``[∇f(x_k)_i, (x_k)_i]`` to a step multiplier:
+Per coordinate, a ReLU network maps the detached ``z = [∇f(x_k)_i, (x_k)_i]`` to a step
+multiplier (the official ``CoordMathDNN`` of NetX-lab/MathL2OProof-Official):
 
 ``h1 = ReLU(W1 z)``, ``W1 ∈ R^{2×2}`` (square);  ``h2 = ReLU(W2 h1)``, ``W2 ∈ R^{H×2}``;
-``p = w3ᵀ h2 + b3``;  ``P = 2σ(p)``;  ``x_{k+1} = x_k - P ⊙ (0.9999 / L) ∇f(x_k)``.
+``p = w3ᵀ h2``;  ``P = 2σ(p)``;  ``x_{k+1} = x_k - P ⊙ (0.9999 / L) ∇f(x_k)``.
+
+No layer has a bias (the official model's); ``output_bias=True`` adds ``b3`` to ``p``
+(l2o's earlier variant, kept so that entries trained with it still load).
 
 **NTK initialization** (``init="ntk"``, the default): ``W1`` and ``W2`` are orthogonal
-(full rank — "non-singular") scaled by ``input_scale`` (e = 100), drawn from a fixed seed,
-no hidden biases; the output layer ``w3, b3`` is exactly zero. Hence ``p ≡ 0``, ``P ≡ 1``,
+(full rank — "non-singular") scaled by ``input_scale`` (e = 100), drawn from a fixed seed;
+the output layer is exactly zero. Hence ``p ≡ 0``, ``P ≡ 1``,
 and the untrained model **is** gradient descent with step 0.9999/L, whatever the input:
 meta-training starts from GD, and the well-conditioned wide layers keep the NTK
 non-degenerate, which the paper's training-convergence proof needs.
@@ -30,7 +34,8 @@ import torch
 from torch import Tensor, nn
 
 from l2o.rules.base import State, StepContext, UpdateRule
-from l2o.rules.gomath import learned_step
+from l2o.rules.gomath import base_step
+from l2o.rules.squash import squash
 from l2o.rules.kernels import planar_relu_network
 
 INITS = ("ntk", "random")
@@ -43,10 +48,11 @@ class NTKGDRule(UpdateRule):
     init: ``"ntk"`` (zero output layer: the model is GD) or ``"random"``.
     seed: the seed of the hidden layers' orthogonal draw (deterministic init).
     lr: base step α (None: 0.9999 / L).
+    output_bias: add a learned bias to ``p`` (not in the official model).
     """
 
     def __init__(self, hidden_size: int = 1024, input_scale: float = 100.0, init: str = "ntk",
-                 seed: int = 0, lr: float | None = None) -> None:
+                 seed: int = 0, lr: float | None = None, output_bias: bool = False) -> None:
         super().__init__()
         if init not in INITS:
             raise ValueError(f"Invalid init: {init!r}; choose from {INITS}")
@@ -54,30 +60,32 @@ class NTKGDRule(UpdateRule):
             raise ValueError(f"Invalid hidden_size ({hidden_size}) or input_scale ({input_scale})")
         self.hidden_size, self.input_scale, self.init, self.seed, self.lr = (
             hidden_size, float(input_scale), init, seed, lr)
+        self.output_bias = bool(output_bias)
         self.layer1 = nn.Linear(2, 2, bias=False)
         self.layer2 = nn.Linear(2, hidden_size, bias=False)
-        self.output = nn.Linear(hidden_size, 1)
+        self.output = nn.Linear(hidden_size, 1, bias=self.output_bias)
         if init == "ntk":
             generator = torch.Generator().manual_seed(seed)
             with torch.no_grad():
                 for layer in (self.layer1, self.layer2):
                     layer.weight.copy_(self.input_scale * _orthogonal(layer.weight.shape, generator))
-                self.output.weight.zero_()
-                self.output.bias.zero_()
+                for param in self.output.parameters():
+                    param.zero_()
 
     def config(self) -> dict[str, Any]:
         return {"hidden_size": self.hidden_size, "input_scale": self.input_scale,
-                "init": self.init, "seed": self.seed, "lr": self.lr}
+                "init": self.init, "seed": self.seed, "lr": self.lr, "output_bias": self.output_bias}
 
     def logits(self, x: Tensor, grad: Tensor) -> Tensor:
         """``p``: ``(B, n)`` raw outputs (≡ 0 at the NTK init); memory ``O(B·n + H)``."""
-        features = torch.stack([grad, x], dim=-1).reshape(-1, 2).to(self.output.weight.dtype)
+        features = torch.stack([grad, x], dim=-1).reshape(-1, 2).detach().to(self.output.weight.dtype)
         first = torch.relu(self.layer1(features))
         p = planar_relu_network(first, self.layer2.weight, self.output.weight[0], self.output.bias)
         return p.reshape(x.shape).to(x.dtype)
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
-        return x - learned_step(self.logits(x, grad), self.lr, ctx, "NTK-GD") * grad, state
+        P = squash(self.logits(x, grad), "sigmoid", 1.0) * base_step(self.lr, ctx, "NTK-GD")
+        return x - P * grad, state
 
 
 def _orthogonal(shape: torch.Size, generator: torch.Generator) -> Tensor:

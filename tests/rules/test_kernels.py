@@ -99,6 +99,7 @@ def rollout_and_meta_gradient(rule, steps=3):
 
     instances = LassoFamily.toy().sample(2, seed=0)
     ctx = StepContext.for_instances(instances)
+    ctx.generator = torch.Generator().manual_seed(0)  # the same random LSTM state for every rule
     x = instances.x0()
     state = rule.init_state(x, ctx)
     losses = []
@@ -130,6 +131,7 @@ def test_compiled_lstm_rule_trains_and_deploys_like_the_eager_rule():
         torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-6)
 
     def deploy(**options):
+        torch.manual_seed(1)  # the drop-in optimizer draws its LSTM state from the global generator
         parameter = torch.nn.Parameter(torch.linspace(-1, 1, kernels.LSTM_CHUNK_ROWS + 5))  # a partial chunk
         optimizer = LearnedOptimizer([parameter], rule=copy.deepcopy(eager), lr=0.1, **options)
         for _ in range(3):

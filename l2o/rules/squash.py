@@ -1,0 +1,45 @@
+"""How the learned rules turn a raw head output into a bounded coefficient.
+
+The names are the official code's (``NORM_FUNC`` in NetX-lab/GoMathL2O-Official and
+NetX-lab/MathL2OProof-Official), so a rule configured as in a paper's YAML file reads the
+same here: ``coefficient = SQUASHES[name](raw) · scale``.
+
+=============  ===============  ==========
+name           function         range
+=============  ===============  ==========
+``sigmoid``    ``2 σ(r)``       (0, 2)
+``sigmoid1``   ``σ(r)``         (0, 1)
+``softplus``   ``log(1 + eʳ)``  (0, ∞)
+``exp``        ``eʳ``           (0, ∞)
+``eye``        ``r``            ℝ
+=============  ===============  ==========
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+from torch.nn.functional import softplus
+
+SQUASHES: dict[str, Callable[[Tensor], Tensor]] = {
+    "sigmoid": lambda raw: 2.0 * torch.sigmoid(raw),
+    "sigmoid1": torch.sigmoid,
+    "softplus": softplus,
+    "exp": torch.exp,
+    "eye": lambda raw: raw,
+}
+
+
+def validate_squash(name: str, scale: float, head: str) -> None:
+    """Reject an unknown squash name or a non-finite scale for ``head``."""
+    if name not in SQUASHES:
+        raise ValueError(f"Invalid {head}_norm: {name!r}; choose from {sorted(SQUASHES)}")
+    if not isinstance(scale, (int, float)) or not abs(float(scale)) < float("inf"):
+        raise ValueError(f"Invalid {head}_scale: {scale!r} (a finite float)")
+
+
+def squash(raw: Tensor, name: str, scale: float) -> Tensor:
+    """``SQUASHES[name](raw) · scale``."""
+    return SQUASHES[name](raw) * scale
