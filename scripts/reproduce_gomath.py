@@ -1,13 +1,17 @@
-"""Reproduce GoMathL2O's headline comparison with the zoo entries.
+"""Reproduce GoMathL2O's headline comparison with the zoo entries, on the corrected
+(official-parity) rules.
 
-For each setting (LASSO at the paper's size, toy LASSO, sparse logistic regression), the
-GoMathL2O and Math-L2O zoo entries and the classical baselines run on held-out InD and OOD
-batches (float64). Printed and written to ``--out``: median relative suboptimality at
-fixed steps, median iterations to each tolerance, and the speedup of GoMathL2O over every
-other method (ratio of median iterations to the tightest tolerance; inf = only GoMathL2O
-gets there, nan = neither does).
+For each setting (LASSO at the paper's size, toy LASSO, the official sparse logistic
+regression), GoMathL2O, Math-L2O ("L2O-PA"), L2L and RNNprop where the zoo has them, and the
+classical baselines run on held-out InD and OOD batches (float64): l2o's shifts (data ×3,
+x0 + 5) and the paper's initial-point shifts (x0 ± 10 … ± 100, ``--x0-shifts``). Printed and
+written to ``--out``: median and mean relative suboptimality (F - F*)/|F*| at fixed steps,
+median iterations to each tolerance, wall time per step of each method on the whole batch
+(measured one method after the other in this process) and the median time to 1e-6, and
+GoMathL2O's speedup over every method in iterations (inf = only GoMathL2O gets there,
+nan = neither does).
 
-    python scripts/reproduce_gomath.py --batch 256 --steps 300 --out out/reproduce_gomath
+    python scripts/reproduce_gomath.py --batch 128 --steps 300 --out out/reproduce_gomath
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from l2o import zoo
 from l2o.eval import Table, classical_baselines, default_scenarios, evaluate_scenarios, in_double
 from l2o.meta import make_family
 
+#: setting -> {method name: zoo entry}; the first is GoMathL2O's entry, whose family is used.
 SETTINGS = {
-    "LASSO 250x500": ("gomath-lasso", "mathl2o-lasso"),
-    "LASSO 20x40 (toy)": ("gomath-lasso-toy", "mathl2o-lasso-toy"),
-    "sparse logistic 100x20": ("gomath-logistic", "mathl2o-logistic"),
+    "LASSO 250x500": {"GoMathL2O": "gomath-lasso", "Math-L2O": "mathl2o-lasso"},
+    "LASSO 20x40 (toy)": {"GoMathL2O": "gomath-lasso-toy", "Math-L2O": "mathl2o-lasso-toy",
+                          "L2L": "l2l-lasso-toy", "RNNprop": "rnnprop-lasso-toy"},
+    "sparse logistic 1000x50": {"GoMathL2O": "gomath-logistic", "Math-L2O": "mathl2o-logistic"},
 }
 TOLERANCES = (1e-2, 1e-4, 1e-6)
 
@@ -48,28 +54,35 @@ def speedups(table: Table, learned: str, tolerance: float) -> Table:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seed", type=int, default=20_000)
+    parser.add_argument("--x0-shifts", type=float, nargs="*", default=[10.0, -10.0, 100.0, -100.0],
+                        help="the paper's initial-point shifts to add (default: ±10, ±100)")
+    parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--out", default="out/reproduce_gomath")
     args = parser.parse_args()
     available = set(zoo.list())
-    for setting, (gomath, mathl2o) in SETTINGS.items():
-        if not {gomath, mathl2o} <= available:
-            print(f"## {setting}: skipped ({gomath} / {mathl2o} not in the zoo; scripts/train_zoo.sh)\n")
+    for setting in args.settings:
+        entries = {name: entry for name, entry in SETTINGS[setting].items() if entry in available}
+        if "GoMathL2O" not in entries:
+            print(f"## {setting}: skipped ({SETTINGS[setting]['GoMathL2O']} not in the zoo; scripts/train_zoo.sh)\n")
             continue
-        entry = zoo.load(gomath)
-        training = entry.card["training"]
+        training = zoo.load(entries["GoMathL2O"]).card["training"]
         family = make_family(training["family"], training["family_params"])
-        methods = {"GoMathL2O": in_double(entry.rule), "Math-L2O": in_double(zoo.load(mathl2o).rule),
-                   **classical_baselines()}
-        out = Path(args.out) / gomath
-        table = evaluate_scenarios(methods, default_scenarios(family), batch=args.batch,
-                                   steps=args.steps, seed=args.seed, baseline=None, out=out,
-                                   title=f"{setting}: ", tolerances=TOLERANCES)
+        methods = {name: in_double(zoo.load(entry).rule) for name, entry in entries.items()}
+        methods.update(classical_baselines())
+        scenarios = default_scenarios(family)
+        scenarios.update({f"paper OOD: x0 shifted {shift:+g}": family.shifted(x0_shift=shift)
+                          for shift in args.x0_shifts})
+        out = Path(args.out) / entries["GoMathL2O"]
+        table = evaluate_scenarios(methods, scenarios, batch=args.batch, steps=args.steps, seed=args.seed,
+                                   baseline=None, out=out, title=f"{setting}: ", tolerances=TOLERANCES,
+                                   timing=True)
         ratio = speedups(table, "GoMathL2O", 1e-4)
         ratio.save(out, "speedups")
-        print(f"## {setting} ({args.batch} instances per scenario, {args.steps} steps, seed {args.seed})\n")
+        print(f"## {setting} ({args.batch} instances per scenario, {args.steps} steps, seed {args.seed}; "
+              f"entries {entries})\n")
         print(table.to_markdown(), "\n")
         print(ratio.to_markdown(), "\n")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 from torch import Tensor
@@ -21,11 +22,16 @@ def compare(
     tolerances: Sequence[float] = (1e-2, 1e-4),
     baseline: str | None = None,
     scenario: str = "",
+    timing: bool = False,
 ) -> tuple[Table, dict[str, Tensor]]:
     """Roll out every method on ``instances`` and tabulate:
 
     * median relative suboptimality at each step in ``checkpoints`` (those <= steps),
+    * with ``timing``, also the mean (``mean_rel@k``: the papers report means),
     * median iterations to each relative tolerance in ``tolerances`` (inf: not reached),
+    * with ``timing``, the wall time of one step on the whole batch (``ms/step``, the
+      rollouts timed one after the other in this process) and the median time to each
+      tolerance (``ms_to_eps`` = median iterations × ms/step),
     * speedup vs ``baseline`` at the tightest tolerance (ratio of median iterations),
     * ``diverged``: the fraction of instances that end non-finite or worse than they started,
     * ``fallback_rate`` (when a method is safeguarded): the fraction of its steps on which
@@ -39,12 +45,20 @@ def compare(
     tightest = min(tolerances)
     columns = ["scenario", "method"]
     columns += [f"rel@{k}" for k in checkpoints]
+    if timing:
+        columns += [f"mean_rel@{k}" for k in checkpoints]
     columns += [f"iters<={eps:g}" for eps in tolerances]
+    if timing:
+        columns += ["ms/step"] + [f"ms_to_{eps:g}" for eps in tolerances]
     if baseline is not None:
         columns.append(f"speedup_vs_{baseline}")
     columns.append("diverged")
     optimum = instances.optimum()
-    trajectories = {name: rollout(method, instances, steps) for name, method in methods.items()}
+    trajectories, seconds = {}, {}
+    for name, method in methods.items():
+        start = time.perf_counter()
+        trajectories[name] = rollout(method, instances, steps)
+        seconds[name] = time.perf_counter() - start
     curves = {name: relative_suboptimality(t.objective, optimum) for name, t in trajectories.items()}
     fallbacks = {name: t.state["fallbacks"] for name, t in trajectories.items()
                  if t.state is not None and "fallbacks" in t.state}
@@ -56,6 +70,10 @@ def compare(
         row = {"scenario": scenario, "method": name}
         row.update({f"rel@{k}": median(curve[k]) for k in checkpoints})
         row.update({f"iters<={eps:g}": median(iterations[name][eps]) for eps in tolerances})
+        if timing:
+            row.update({f"mean_rel@{k}": curve[k].mean().item() for k in checkpoints})
+            row["ms/step"] = 1e3 * seconds[name] / max(steps, 1)
+            row.update({f"ms_to_{eps:g}": row["ms/step"] * row[f"iters<={eps:g}"] for eps in tolerances})
         if baseline is not None:
             row[f"speedup_vs_{baseline}"] = speedup(iterations[baseline][tightest], iterations[name][tightest])
         row["diverged"] = (~(curve[-1] <= curve[0])).double().mean().item()

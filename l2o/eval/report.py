@@ -51,8 +51,10 @@ def evaluate_scenarios(
     out: str | Path | None = None,
     title: str = "",
     tolerances: tuple[float, ...] = (1e-2, 1e-4),
+    timing: bool = False,
 ) -> Table:
-    """Compare ``methods`` on one float64 batch per scenario (seed ``seed + index``).
+    """Compare ``methods`` on one float64 batch per scenario (seed ``seed + index``);
+    ``timing`` adds means and wall times (:func:`~l2o.eval.compare`).
 
     Writes ``report.{md,csv,json}`` and ``convergence_{index}.png`` into ``out`` if given.
     """
@@ -61,7 +63,7 @@ def evaluate_scenarios(
         instances = family.sample(batch, seed=seed + index, dtype=torch.float64)
         table, curves = compare(
             methods, instances, steps, checkpoints=(10, 50, steps), tolerances=tolerances,
-            baseline=baseline, scenario=name,
+            baseline=baseline, scenario=name, timing=timing,
         )
         tables.append(table)
         if out is not None:

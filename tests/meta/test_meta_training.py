@@ -156,3 +156,34 @@ def test_short_meta_training_of_bfgs_step_sizes_beats_armijo_line_search(tmp_pat
 
     learned, armijo = final(in_double(model.rule)), final(BFGSRule("armijo", initial="lipschitz"))
     assert learned < 0.85 * armijo, (learned, armijo)
+
+
+def test_official_ntk_protocol_options(tmp_path):
+    """A fixed batch, a summed loss and SGD (the official NTK-GD protocol) train, and the
+    summed loss's meta-gradient is B × the mean's."""
+    data = _data(fixed_batch=True)
+    data.trainer = None
+    assert {data._train_seed(i) for i in range(5)} == {data.hparams.seed}
+    gradients = {}
+    for reduction in ("mean", "sum"):
+        L.seed_everything(0, verbose=False)
+        model = MetaTrainer(rule="gomath", horizon=10, unroll=10, batch_reduction=reduction,
+                            meta_optimizer="sgd", lr=1e-3, grad_clip=0.0, val_steps=10)
+        recorder = []
+
+        class Record(L.Callback):
+            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+                recorder.append(float(trainer.callback_metrics["train/grad_norm"]))
+
+        _trainer(tmp_path, max_epochs=1, enable_checkpointing=False, limit_train_batches=1,
+                 limit_val_batches=0, callbacks=[Record()]).fit(model, _data(fixed_batch=True))
+        assert isinstance(model.optimizers().optimizer, torch.optim.SGD)
+        gradients[reduction] = recorder[0]
+    assert gradients["sum"] == pytest.approx(16 * gradients["mean"], rel=1e-4)
+
+
+@pytest.mark.parametrize("options, match", [({"batch_reduction": "max"}, "batch_reduction"),
+                                            ({"meta_optimizer": "lbfgs"}, "meta_optimizer")])
+def test_invalid_protocol_options_are_refused(options, match):
+    with pytest.raises(ValueError, match=match):
+        MetaTrainer(rule="gomath", **options)
