@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 BUDGET_TOY="--data.batch_size=64 --data.steps_per_epoch=60 --trainer.max_epochs=2 --model.lr_milestones=[300] --trainer.val_check_interval=20"
 BUDGET_LOGISTIC="--data.batch_size=32 --data.steps_per_epoch=60 --data.val_batch_size=64 --trainer.max_epochs=2 --model.lr_milestones=[300] --trainer.val_check_interval=20"
 BUDGET_PAPER="--data.batch_size=16 --data.steps_per_epoch=40 --data.val_batch_size=64 --trainer.max_epochs=1 --model.lr_milestones=[150] --trainer.val_check_interval=10"
-if [ "${FULL:-0}" = 1 ]; then BUDGET_TOY=""; BUDGET_LOGISTIC=""; BUDGET_PAPER=""; fi
+BUDGET_NTK="--trainer.max_epochs=1 --data.steps_per_epoch=60"
+if [ "${FULL:-0}" = 1 ]; then BUDGET_TOY=""; BUDGET_LOGISTIC=""; BUDGET_PAPER=""; BUDGET_NTK=""; fi
 declare -A CONFIG=(
   [gomath-lasso-toy]="configs/gomath_lasso_toy.yaml $BUDGET_TOY"
   [mathl2o-lasso-toy]="configs/mathl2o_lasso_toy.yaml $BUDGET_TOY"
@@ -20,7 +21,7 @@ declare -A CONFIG=(
   [rnnprop-lasso-toy]="configs/rnnprop_lasso_toy.yaml $BUDGET_TOY"
   [gomath-lasso]="configs/gomath_lasso.yaml $BUDGET_PAPER"
   [mathl2o-lasso]="configs/mathl2o_lasso.yaml $BUDGET_PAPER"
-  [ntk-gd-qp]="configs/ntk_gd_qp.yaml"
+  [ntk-gd-qp]="configs/ntk_gd_qp.yaml $BUDGET_NTK"
   [bfgs-least-squares]="configs/bfgs_least_squares.yaml"
   [bfgs-logistic]="configs/bfgs_logistic.yaml"
   [zo-least-squares]="configs/zo_least_squares.yaml"

@@ -21,9 +21,10 @@ Evaluation: the hidden layer's input ``ReLU(W1 z)`` is 2-dimensional, so the wid
 evaluated exactly by :func:`~l2o.rules.kernels.planar_relu_network` in ``O(log H)`` per
 coordinate (never forming the ``(B·n, H)`` activations), with autograd and without.
 
-``init="random"`` is the comparator: PyTorch's default initialization of every layer
-(output included), i.e. a randomly initialized learned step size as in Math-L2O-P, whose
-long-horizon training the paper shows to explode.
+``init="random"``: PyTorch's default initialization of every layer (output included), a
+randomly initialized learned step size. It is not the paper's comparator: the paper compares
+with the LSTM Math-L2O-P / PA (:class:`~l2o.rules.MathL2ORule`) and ablates the scale e, as
+``scripts/reproduce_ntk.py`` does.
 """
 
 from __future__ import annotations

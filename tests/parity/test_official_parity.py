@@ -137,3 +137,18 @@ def test_a_zero_initial_state_fails_parity():
         points, _ = replay(rule, tensors, meta, steps=10, state_override={"h": zeros, "c": zeros})
     with pytest.raises(AssertionError):
         assert_close(points, tensors["trajectory"], "zero state")
+
+
+def test_official_weights_that_do_not_fit_are_refused():
+    tensors, meta = load_case("gomath_lasso")
+    official = prefixed(tensors, "weight.")
+    with pytest.raises(ValueError, match="learned head scales"):
+        load_official(build_rule("gomath", hidden_size=8), {**official, "r_scale": torch.tensor(1.0)})
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        load_official(build_rule("gomath", hidden_size=20), official)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        load_official(build_rule("l2l", hidden_size=8), official)  # GOMathL2O weights for an L2L rule
+    with pytest.raises(ValueError, match="no output bias"):
+        load_official(build_rule("ntk_gd", output_bias=True), prefixed(load_case("ntk_gd_qp")[0], "weight."))
+    with pytest.raises(TypeError, match="no official model"):
+        load_official(build_rule("zo"), official)
