@@ -60,6 +60,24 @@ def evaluate_rule(rule, family_name: str, family_params: dict[str, Any], *, batc
     )
 
 
+def validation_curve(checkpoint: str | Path) -> list[dict[str, float]]:
+    """The validation metrics logged during the run that wrote ``checkpoint``: one dict per
+    validation (``step`` and every ``val/...`` value), read from the CSV logger's
+    ``metrics.csv`` beside the ``checkpoints/`` folder; empty if there is none."""
+    import csv
+
+    metrics = Path(checkpoint).resolve().parent.parent / "metrics.csv"
+    if not metrics.is_file():
+        return []
+    curve = []
+    with metrics.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            values = {k: float(v) for k, v in row.items() if k.startswith("val/") and v not in ("", None)}
+            if values:
+                curve.append({"step": int(row["step"]), **values})
+    return curve
+
+
 def export(args: argparse.Namespace) -> int:
     from l2o import zoo
 
@@ -71,7 +89,8 @@ def export(args: argparse.Namespace) -> int:
     weights, card = zoo.save(
         rule, Path(args.dir) / args.name,
         training={"family": family, "family_params": family_params, **hparams["module"],
-                  "data": data, "global_step": hparams["global_step"], "epoch": hparams["epoch"]},
+                  "data": data, "global_step": hparams["global_step"], "epoch": hparams["epoch"],
+                  "checkpoint": Path(args.checkpoint).name, "validation_curve": validation_curve(args.checkpoint)},
         evaluation={"batch": args.eval_batch, "steps": args.eval_steps, "seed": args.eval_seed,
                     "command": f"l2o eval {args.name} --batch {args.eval_batch} --steps {args.eval_steps} --seed {args.eval_seed}",
                     "rows": json.loads(table.to_json())["rows"]},

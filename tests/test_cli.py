@@ -19,13 +19,16 @@ TINY_FIT = [
 
 def test_fit_export_zoo_eval(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("L2O_ZOO", str(tmp_path / "zoo"))
-    assert main(["fit", *TINY_FIT, f"--trainer.default_root_dir={tmp_path}"]) == 0
+    with_csv_log = [arg for arg in TINY_FIT if arg != "--trainer.logger=false"]
+    assert main(["fit", *with_csv_log, f"--trainer.default_root_dir={tmp_path}"]) == 0
     checkpoint = next(tmp_path.rglob("last.ckpt"))
 
     assert main(["export", str(checkpoint), "gomath-cli", "--eval-batch", "3", "--eval-steps", "20"]) == 0
     card = json.loads((tmp_path / "zoo" / "gomath-cli.json").read_text())
     assert card["rule"] == "gomath" and card["training"]["family"] == "lasso"
     assert {r["method"] for r in card["evaluation"]["rows"]} >= {"gomath-cli", "FISTA"}
+    curve = card["training"]["validation_curve"]  # from the run's metrics.csv
+    assert curve and all("val/loss" in point and "step" in point for point in curve)
 
     capsys.readouterr()
     assert main(["zoo"]) == 0
