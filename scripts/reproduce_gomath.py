@@ -1,8 +1,8 @@
 """Reproduce GoMathL2O's headline comparison with the zoo entries, on the corrected
 (official-parity) rules.
 
-For each setting (LASSO at the paper's size, toy LASSO, sparse logistic regression on the family
-the GoMathL2O entry was trained on), GoMathL2O, Math-L2O ("L2O-PA"), L2L and RNNprop where the zoo has them, and the
+For each setting (LASSO at the paper's size, toy LASSO, the official sparse logistic
+regression), GoMathL2O, Math-L2O ("L2O-PA"), L2L and RNNprop where the zoo has them, and the
 classical baselines run on held-out InD and OOD batches (float64): l2o's shifts (data ×3,
 x0 + 5) and the paper's initial-point shifts (x0 ± 10 … ± 100, ``--x0-shifts``). Printed and
 written to ``--out``: median and mean relative suboptimality (F - F*)/|F*| at fixed steps,
@@ -29,7 +29,7 @@ SETTINGS = {
     "LASSO 250x500": {"GoMathL2O": "gomath-lasso", "Math-L2O": "mathl2o-lasso"},
     "LASSO 20x40 (toy)": {"GoMathL2O": "gomath-lasso-toy", "Math-L2O": "mathl2o-lasso-toy",
                           "L2L": "l2l-lasso-toy", "RNNprop": "rnnprop-lasso-toy"},
-    "sparse logistic": {"GoMathL2O": "gomath-logistic", "Math-L2O": "mathl2o-logistic"},
+    "sparse logistic 1000x50": {"GoMathL2O": "gomath-logistic", "Math-L2O": "mathl2o-logistic"},
 }
 TOLERANCES = (1e-2, 1e-4, 1e-6)
 

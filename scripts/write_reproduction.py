@@ -42,7 +42,7 @@ def scenarios(report: dict[str, Any] | None) -> dict[str, dict[str, dict[str, An
 
 
 GOMATH_ENTRIES = {"gomath-lasso": "LASSO 250×500", "gomath-lasso-toy": "LASSO 20×40 (toy)",
-                  "gomath-logistic": "sparse logistic (the family gomath-logistic was trained on: see its card)"}
+                  "gomath-logistic": "sparse logistic 1000×50 (the official family)"}
 GOMATH_METHODS = ("GoMathL2O", "Math-L2O", "L2L", "RNNprop", "FISTA", "FISTA-restart", "Adam", "Adam-HD")
 
 
