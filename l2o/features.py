@@ -56,12 +56,3 @@ def gradient_features(
     tiny = torch.finfo(raw.dtype).tiny
     return raw / scales.clamp_min(tiny)[:, None, :], scales
 
-
-def log_sign_preprocess(grad: Tensor, p: float = 10.0) -> Tensor:
-    """Andrychowicz et al.'s gradient preprocessing, ``(B, n) -> (B, n, 2)``:
-    ``(log|g| / p, sign g)`` if ``|g| >= e^{-p}``, else ``(-1, e^p g)``."""
-    magnitude = grad.abs()
-    large = magnitude >= torch.exp(torch.tensor(-p, dtype=grad.dtype))
-    first = torch.where(large, torch.log(magnitude.clamp_min(torch.finfo(grad.dtype).tiny)) / p, -torch.ones_like(grad))
-    second = torch.where(large, torch.sign(grad), grad * float(torch.exp(torch.tensor(p))))
-    return torch.stack([first, second], dim=-1)

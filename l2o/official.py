@@ -34,6 +34,11 @@ def _lstm(official: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {name: value for name, value in official.items() if name.startswith("lstm.")}
 
 
+def _layer(official: Mapping[str, Tensor], source: str, target: str) -> dict[str, Tensor]:
+    """The official ``source`` Linear's weight and bias under l2o's name ``target``."""
+    return {f"{target}.{kind}": official[f"{source}.{kind}"] for kind in ("weight", "bias")}
+
+
 def _heads(official: Mapping[str, Tensor], layers: list[str]) -> dict[str, Tensor]:
     return {"out.weight": torch.cat([official[f"{layer}.weight"] for layer in layers]),
             "out.bias": torch.cat([official[f"{layer}.bias"] for layer in layers])}
@@ -45,17 +50,15 @@ def official_to_l2o(rule: UpdateRule, official: Mapping[str, Tensor]) -> dict[st
     if learned_scales:
         raise ValueError(f"learned head scales {learned_scales} are not supported (off in every paper configuration)")
     if isinstance(rule, GoMathRule):
-        return {**_lstm(official), "hidden.0.weight": official["linear.weight"],
-                "hidden.0.bias": official["linear.bias"], **_heads(official, ["linear_r", "linear_q", "linear_b"])}
+        return {**_lstm(official), **_layer(official, "linear", "hidden.0"),
+                **_heads(official, ["linear_r", "linear_q", "linear_b"])}
     if isinstance(rule, MathL2ORule):
         heads = ["linear_p", "linear_a"] if rule.extrapolation else ["linear_p"]
-        return {**_lstm(official), "hidden.0.weight": official["linear.weight"],
-                "hidden.0.bias": official["linear.bias"], **_heads(official, heads)}
+        return {**_lstm(official), **_layer(official, "linear", "hidden.0"), **_heads(official, heads)}
     if isinstance(rule, L2LRule):
         return {**_lstm(official), **_heads(official, ["linear"])}
     if isinstance(rule, RNNpropRule):
-        return {**_lstm(official), "input.0.weight": official["linear_in.weight"],
-                "input.0.bias": official["linear_in.bias"], **_heads(official, ["linear_out"])}
+        return {**_lstm(official), **_layer(official, "linear_in", "input.0"), **_heads(official, ["linear_out"])}
     if isinstance(rule, NTKGDRule):
         if rule.output_bias:
             raise ValueError("the official CoordMathDNN has no output bias: build NTKGDRule(output_bias=False)")

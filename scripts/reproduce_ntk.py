@@ -106,7 +106,8 @@ def main() -> None:
 
     def run(study: str, model: str, horizon: int, lr: float, scale: float, first_at_shortest: dict) -> None:
         trained, norms = train(model, horizon, lr, args, scale)
-        gd_rule = build_rule("ntk_gd", **model_config("NTK-GD", 100.0)[1])  # untrained: GD, step 0.9999 / L
+        name, config = model_config("NTK-GD", 100.0)
+        gd_rule = build_rule(name, **config)  # untrained: GD, step 0.9999 / L
         learned, gd = final_objective(trained.rule, held_out, horizon), final_objective(gd_rule, held_out, horizon)
         train_learned, train_gd = (final_objective(r, training_batch, horizon) for r in (trained.rule, gd_rule))
         finite = all(math.isfinite(v) for v in norms) and bool(torch.isfinite(learned).all())

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from l2o.features import gradient_features
 from l2o.rules.base import State, StepContext, step_size, validate_lr
 from l2o.rules.lstm import CoordinateLSTMRule
-from l2o.rules.squash import squash, validate_squash
+from l2o.rules.squash import squash, squash_config, validate_squashes
 from problems.proximal import soft_threshold
 
 SAFE_STEP = 0.9999
@@ -71,8 +71,7 @@ class GoMathRule(CoordinateLSTMRule):
                          heads=("R", "Q", "B"), state_init=state_init)
         validate_lr(lr)
         self.squashes = {"R": (r_norm, r_scale), "Q": (q_norm, q_scale), "B": (b_norm, b_scale)}
-        for head, (name, scale) in self.squashes.items():
-            validate_squash(name, scale, head.lower())
+        validate_squashes(self.squashes)
         self.lr = lr
         xavier_init(self)
 
@@ -83,9 +82,7 @@ class GoMathRule(CoordinateLSTMRule):
                       "q_scale": 10.0, **config})
 
     def config(self) -> dict[str, Any]:
-        squashes = {f"{head.lower()}_{key}": value for head, (name, scale) in self.squashes.items()
-                    for key, value in (("norm", name), ("scale", scale))}
-        return {**super().config(), "lr": self.lr, **squashes}
+        return {**super().config(), "lr": self.lr, **squash_config(self.squashes)}
 
     def extra_state(self, x: Tensor, ctx: StepContext) -> State:
         return {"history": torch.zeros_like(x), "feature_scale": x.new_zeros(x.shape[0], 3)}

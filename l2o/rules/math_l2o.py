@@ -30,7 +30,7 @@ from torch import Tensor
 from l2o.rules.base import State, StepContext, validate_lr
 from l2o.rules.gomath import base_step
 from l2o.rules.lstm import CoordinateLSTMRule
-from l2o.rules.squash import squash, validate_squash
+from l2o.rules.squash import squash, squash_config, validate_squashes
 from problems.proximal import soft_threshold
 
 
@@ -52,8 +52,7 @@ class MathL2ORule(CoordinateLSTMRule):
                          heads=("P", "A") if extrapolation else ("P",), state_init=state_init)
         validate_lr(lr)
         self.squashes = {"P": (p_norm, p_scale), "A": (a_norm, a_scale)}
-        for head, (name, scale) in self.squashes.items():
-            validate_squash(name, scale, head.lower())
+        validate_squashes(self.squashes)
         self.lr, self.extrapolation = lr, bool(extrapolation)
 
     @classmethod
@@ -63,8 +62,7 @@ class MathL2ORule(CoordinateLSTMRule):
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "lr": self.lr, "extrapolation": self.extrapolation,
-                "p_norm": self.squashes["P"][0], "p_scale": self.squashes["P"][1],
-                "a_norm": self.squashes["A"][0], "a_scale": self.squashes["A"][1]}
+                **squash_config(self.squashes)}
 
     def extra_state(self, x: Tensor, ctx: StepContext) -> State:
         return {"x": x}

@@ -32,12 +32,23 @@ SQUASHES: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
-def validate_squash(name: str, scale: float, head: str) -> None:
-    """Reject an unknown squash name or a non-finite scale for ``head``."""
-    if name not in SQUASHES:
-        raise ValueError(f"Invalid {head}_norm: {name!r}; choose from {sorted(SQUASHES)}")
-    if not isinstance(scale, (int, float)) or not abs(float(scale)) < float("inf"):
-        raise ValueError(f"Invalid {head}_scale: {scale!r} (a finite float)")
+#: head name -> (squash name, scale), e.g. ``{"P": ("sigmoid", 1.0)}``.
+HeadSquashes = dict[str, tuple[str, float]]
+
+
+def validate_squashes(squashes: HeadSquashes) -> None:
+    """Reject an unknown squash name or a non-finite scale of any head."""
+    for head, (name, scale) in squashes.items():
+        if name not in SQUASHES:
+            raise ValueError(f"Invalid {head.lower()}_norm: {name!r}; choose from {sorted(SQUASHES)}")
+        if not isinstance(scale, (int, float)) or not abs(float(scale)) < float("inf"):
+            raise ValueError(f"Invalid {head.lower()}_scale: {scale!r} (a finite float)")
+
+
+def squash_config(squashes: HeadSquashes) -> dict[str, str | float]:
+    """The constructor arguments that rebuild ``squashes``: ``{head}_norm``, ``{head}_scale``."""
+    return {f"{head.lower()}_{key}": value for head, (name, scale) in squashes.items()
+            for key, value in (("norm", name), ("scale", scale))}
 
 
 def squash(raw: Tensor, name: str, scale: float) -> Tensor:
