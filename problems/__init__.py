@@ -8,7 +8,7 @@
 torch.Size([8])
 """
 
-from problems.base import Instances, ProblemFamily
+from problems.base import Instances, ProblemFamily, ShiftedInstances
 from problems.least_squares import (
     LassoFamily,
     LeastSquaresFamily,
@@ -41,4 +41,5 @@ __all__ = [
     "LogisticL1Family",
     "ProblemFamily",
     "QuadraticFamily",
+    "ShiftedInstances",
 ]

@@ -9,7 +9,9 @@ A :class:`ProblemFamily` is a frozen dataclass of named parameters (sizes, condi
 sparsity, λ, noise, initial-point distribution). ``family.sample(batch, seed)``
 reproduces the same instances from ``(parameters, seed)`` alone on any device: data are
 generated on the CPU in float64 with a private ``torch.Generator`` and then moved.
-Out-of-distribution (OOD) variants are ``family.shifted(name=value, ...)``.
+Out-of-distribution (OOD) variants are ``family.shifted(name=value, ...)``; the
+GoMathL2O paper's objective shift ``F(x) = F₀(x + t)`` is ``family.shifted(objective_shift=t)``
+(:class:`ShiftedInstances`).
 """
 
 from __future__ import annotations
@@ -93,6 +95,11 @@ class Instances(ABC):
     @property
     def dtype(self) -> torch.dtype:
         return self.start.dtype
+
+    @property
+    def objective_shift(self) -> Tensor | None:
+        """``(B,)`` the shift t of ``F(x) = F₀(x + t)`` (:class:`ShiftedInstances`); None here."""
+        return None
 
     @property
     def is_composite(self) -> bool:
@@ -208,15 +215,22 @@ class ProblemFamily(ABC):
     """A distribution over problem instances, given by named parameters.
 
     Common parameters (every family): the initial point is
-    ``x0 = x0_shift + x0_std * N(0, I)``. Subclasses add their own and validate them in
-    ``__post_init__``; invalid values raise ``ValueError`` naming the parameter.
+    ``x0 = x0_shift + x0_std * N(0, I)``, and ``objective_shift = t`` replaces each sampled
+    objective F₀ by ``F(x) = F₀(x + t)`` (the official code's ``ood_t``: the minimizer moves
+    to ``x₀* − t``, F* and L stay). Subclasses add their own parameters and validate them
+    in ``__post_init__``; invalid values raise ``ValueError`` naming the parameter.
     """
 
     x0_std: float = 0.0
     x0_shift: float = 0.0
+    objective_shift: float = 0.0
 
     def __post_init__(self) -> None:
         require(self.x0_std >= 0, "x0_std", self.x0_std, "must be >= 0")
+        for name in ("x0_shift", "objective_shift"):
+            value = getattr(self, name)
+            require(isinstance(value, (int, float)) and abs(value) < float("inf"), name, value,
+                    "must be a finite number")
 
     def sample(
         self,
@@ -237,6 +251,8 @@ class ProblemFamily(ABC):
             raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
         instances = self._generate(batch, generator)
+        if self.objective_shift:
+            instances = ShiftedInstances.of(instances, self.objective_shift)
         return instances.to(device=device, dtype=dtype)
 
     @abstractmethod
@@ -280,3 +296,68 @@ def sparse_gaussian(
     support = keys.argsort(dim=-1)[:, :sparsity]
     mask = torch.zeros(batch, dim, dtype=torch.float64).scatter_(1, support, 1.0)
     return values * mask
+
+
+@dataclasses.dataclass(eq=False)
+class ShiftedInstances(Instances):
+    """The objective shift of a batch: ``F(x) = F₀(x + t)`` for a batch ``F₀ = base``.
+
+    This is the GoMathL2O paper's objective OOD test (official ``ood_t``): ``f`` and its
+    gradient, ``r(x) = λ ||x + t||_1``, ``prox_{s r}(z) = prox_{s r₀}(z + t) − t`` and the
+    duality gap are the base batch's at ``x + t``; the minimizer is ``x₀* − t``; F* and L
+    are unchanged. The initial points are the base batch's (a shift of x0 is the separate
+    ``x0_shift``). Rules see t through :attr:`l2o.rules.StepContext.shift`.
+
+    Attributes:
+        base: the unshifted batch F₀.
+        shift: ``(B,)`` the shift t per instance.
+    """
+
+    base: Instances
+    shift: Tensor
+
+    def __post_init__(self) -> None:
+        if self.shift.shape != (self.batch_size,):
+            raise ValueError(f"shift must have shape (B,) = ({self.batch_size},), got {tuple(self.shift.shape)}")
+        super().__post_init__()
+
+    @classmethod
+    def of(cls, base: Instances, shift: float | Tensor) -> "ShiftedInstances":
+        """``base`` shifted by ``shift`` (a number or a ``(B,)`` tensor)."""
+        shift = torch.as_tensor(shift, dtype=base.dtype, device=base.device)
+        shift = shift.expand(base.batch_size).clone()
+        return cls(l1=base.l1, start=base.start, base=base, shift=shift)
+
+    @property
+    def objective_shift(self) -> Tensor:
+        return self.shift
+
+    def _moved(self, x: Tensor) -> Tensor:
+        self.check_point(x)
+        return x + self.shift[:, None].to(x.dtype)
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+        return ShiftedInstances.of(self.base.to(device=device, dtype=dtype),
+                                   self.shift.to(device=device, dtype=dtype))
+
+    def f(self, x: Tensor) -> Tensor:
+        return self.base.f(self._moved(x))
+
+    def grad(self, x: Tensor) -> Tensor:
+        return self.base.grad(self._moved(x))
+
+    def lipschitz(self) -> Tensor:
+        return self.base.lipschitz()
+
+    def r(self, x: Tensor) -> Tensor:
+        return self.base.r(self._moved(x))
+
+    def prox(self, x: Tensor, step: Tensor | float) -> Tensor:
+        return self.base.prox(self._moved(x), step) - self.shift[:, None].to(x.dtype)
+
+    def duality_gap(self, x: Tensor) -> Tensor:
+        return self.base.duality_gap(self._moved(x))
+
+    def _solve(self) -> tuple[Tensor, Tensor, Tensor]:
+        x, value, certificate = self.base._solved()
+        return x - self.shift[:, None].to(x.dtype), value, certificate

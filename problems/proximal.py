@@ -10,6 +10,8 @@ scalars are ``(B, 1)`` so that they broadcast over coordinates.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
@@ -50,13 +52,13 @@ def fista_step(
     y: Tensor,
     grad_y: Tensor,
     step: Tensor | float,
-    l1: Tensor | float,
+    prox: Callable[[Tensor, Tensor | float], Tensor],
     t: Tensor,
     restart: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One FISTA iteration (Beck & Teboulle 2009) with optional adaptive restart.
 
-    ``x' = prox_{step * l1 ||.||_1}(y - step * grad_y)``,
+    ``x' = prox_{step * r}(y - step * grad_y)``,
     ``t' = (1 + sqrt(1 + 4 t^2)) / 2``,
     ``y' = x' + (t - 1) / t' * (x' - x)``.
 
@@ -68,12 +70,13 @@ def fista_step(
         y: ``(B, n)`` extrapolated point y_k where the gradient was taken.
         grad_y: ``(B, n)`` gradient of the smooth part at ``y``.
         step: step size, scalar or ``(B, 1)``.
-        l1: L1 weight λ, scalar or ``(B, 1)`` (0 for smooth problems).
+        prox: ``(z, step) -> prox_{step * r}(z)`` of the nonsmooth part r, e.g.
+            ``lambda z, s: soft_threshold(z, s * l1)`` (identity for smooth problems).
         t: ``(B, 1)`` momentum sequence t_k (t_0 = 1).
     Returns:
         ``(x_next, y_next, t_next)``.
     """
-    x_next = soft_threshold(y - step * grad_y, step * l1)
+    x_next = prox(y - step * grad_y, step)
     t_next, beta = nesterov_momentum(t)
     if restart:
         uphill = ((y - x_next) * (x_next - x)).sum(dim=-1, keepdim=True) > 0

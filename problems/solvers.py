@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from problems.proximal import fista_step
+from problems.proximal import fista_step, soft_threshold
 
 
 def solve_fista(
@@ -43,10 +43,14 @@ def solve_fista(
     """
     step = (1.0 / lipschitz)[:, None]
     lam = l1[:, None]
+
+    def shrink(z: Tensor, s: Tensor) -> Tensor:
+        return soft_threshold(z, s * lam)
+
     x = y = x0
     t = torch.ones_like(step)
     for k in range(1, max_iter + 1):
-        x, y, t = fista_step(x, y, grad(y), step, lam, t, restart=True)
+        x, y, t = fista_step(x, y, grad(y), step, shrink, t, restart=True)
         if k % check_every == 0 or k == max_iter:
             value = objective(x)
             gap = duality_gap(x).clamp_min(0.0)

@@ -4,7 +4,8 @@
 For each setting (LASSO at the paper's size, toy LASSO, the official sparse logistic
 regression), GoMathL2O, Math-L2O ("L2O-PA"), L2L and RNNprop where the zoo has them, and the
 classical baselines run on held-out InD and OOD batches (float64): l2o's shifts (data ×3,
-x0 + 5) and the paper's initial-point shifts (x0 ± 10 … ± 100, ``--x0-shifts``). Printed and
+x0 + 5), the paper's initial-point shifts (x0 ± 10 … ± 100, ``--x0-shifts``) and its
+objective shifts F(x) = F₀(x + t) (t = ± 10, ± 100, ``--objective-shifts``). Printed and
 written to ``--out``: median and mean relative suboptimality (F - F*)/|F*| at fixed steps,
 median iterations to each tolerance, wall time per step of each method on the whole batch
 (measured one method after the other in this process) and the median time to 1e-6, and
@@ -59,6 +60,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20_000)
     parser.add_argument("--x0-shifts", type=float, nargs="*", default=[10.0, -10.0, 100.0, -100.0],
                         help="the paper's initial-point shifts to add (default: ±10, ±100)")
+    parser.add_argument("--objective-shifts", type=float, nargs="*", default=[10.0, -10.0, 100.0, -100.0],
+                        help="the paper's objective shifts t, F(x) = F0(x + t), to add (default: ±10, ±100)")
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--out", default="out/reproduce_gomath")
     args = parser.parse_args()
@@ -75,6 +78,8 @@ def main() -> None:
         scenarios = default_scenarios(family)
         scenarios.update({f"paper OOD: x0 shifted {shift:+g}": family.shifted(x0_shift=shift)
                           for shift in args.x0_shifts})
+        scenarios.update({f"paper OOD: objective shifted t={shift:+g}": family.shifted(objective_shift=shift)
+                          for shift in args.objective_shifts})
         out = Path(args.out) / entries["GoMathL2O"]
         table = evaluate_scenarios(methods, scenarios, batch=args.batch, steps=args.steps, seed=args.seed,
                                    baseline=None, out=out, title=f"{setting}: ", tolerances=TOLERANCES,

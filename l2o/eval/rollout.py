@@ -91,6 +91,11 @@ def _rollout_rule(rule: UpdateRule, instances: Instances, steps: int, seed: int)
 
 
 def _rollout_optimizer(factory: OptimizerFactory, instances: Instances, steps: int) -> Trajectory:
+    if instances.is_composite and instances.objective_shift is not None:
+        raise ValueError(
+            "an optimizer's param groups carry λ but not an objective shift t, so it cannot "
+            "take the proximal step of λ||x + t||_1: roll out the UpdateRule instead"
+        )
     start = instances.x0()
     params = [start[b].clone().requires_grad_(True) for b in range(instances.batch_size)]
     lipschitz = instances.lipschitz().tolist()

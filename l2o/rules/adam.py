@@ -61,7 +61,7 @@ class AdamRule(UpdateRule):
         return adam_init(x)
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
-        g = composite_gradient(x, grad, ctx.l1)
+        g = composite_gradient(ctx.nonsmooth_point(x), grad, ctx.l1)
         direction, moments = adam_direction(g, state, self.betas, self.eps)
         return x - self.lr * direction, moments
 

@@ -19,6 +19,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from problems.proximal import soft_threshold
+
 State = dict[str, Tensor]
 
 
@@ -38,6 +40,10 @@ class StepContext:
             ``N(0, 1)`` hidden state), or None for torch's global generator (what the
             official code and the drop-in optimizers use). Rollouts and meta-training
             pass a seeded one, so their results do not depend on the global random state.
+        shift: ``(B, 1)`` objective shift t of the GoMathL2O paper's OOD test, where the
+            problem is ``F₀(x + t)``; None for no shift. Rules never read it directly:
+            they take the proximal step with :meth:`prox` and evaluate the nonsmooth part's
+            subdifferential at :meth:`nonsmooth_point`, as the official code does.
     """
 
     l1: Tensor
@@ -45,12 +51,26 @@ class StepContext:
     objective: Callable[[Tensor], Tensor] | None = None
     gradient: Callable[[Tensor], Tensor] | None = None
     generator: torch.Generator | None = None
+    shift: Tensor | None = None
+
+    def prox(self, z: Tensor, step: Tensor | float) -> Tensor:
+        """``prox_{step · λ ||· + t||_1}(z) = soft_threshold(z + t, step · λ) − t``
+        (``t = 0`` without a shift): ``(B, n) -> (B, n)``, ``step`` broadcasting."""
+        if self.shift is None:
+            return soft_threshold(z, step * self.l1)
+        return soft_threshold(z + self.shift, step * self.l1) - self.shift
+
+    def nonsmooth_point(self, x: Tensor) -> Tensor:
+        """Where the nonsmooth part ``λ ||·||_1`` is evaluated at ``x``: ``x + t``."""
+        return x if self.shift is None else x + self.shift
 
     @classmethod
     def for_instances(cls, instances) -> "StepContext":
         """The context of a :class:`problems.Instances` batch."""
+        shift = instances.objective_shift
         return cls(l1=instances.l1[:, None], lipschitz=instances.lipschitz()[:, None],
-                   objective=instances.objective, gradient=instances.grad)
+                   objective=instances.objective, gradient=instances.grad,
+                   shift=None if shift is None else shift[:, None])
 
     @classmethod
     def constant(

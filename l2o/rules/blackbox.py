@@ -48,7 +48,7 @@ class L2LRule(CoordinateLSTMRule):
         return {**super().config(), "out_scale": self.out_scale, "grad_scale": self.grad_scale}
 
     def features(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
-        g = composite_gradient(x, grad, ctx.l1) * self.grad_scale
+        g = composite_gradient(ctx.nonsmooth_point(x), grad, ctx.l1) * self.grad_scale
         return torch.stack([g.detach(), x], dim=-1), {}
 
     def update(
@@ -82,7 +82,7 @@ class RNNpropRule(CoordinateLSTMRule):
         return adam_init(x)
 
     def features(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
-        g = composite_gradient(x, grad, ctx.l1).detach()
+        g = composite_gradient(ctx.nonsmooth_point(x), grad, ctx.l1).detach()
         normalized_momentum, moments = adam_direction(g, state, self.betas, self.eps)
         v_hat = moments["exp_avg_sq"] / (1 - self.betas[1] ** moments["adam_step"])
         return torch.stack([g / (v_hat.sqrt() + self.eps), normalized_momentum], dim=-1), moments

@@ -36,7 +36,7 @@ class FISTARule(UpdateRule):
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         alpha = step_size(self.lr, ctx, "FISTA")
         x_next, y_next, t_next = fista_step(
-            state["x"], x, grad, alpha, ctx.l1, state["t"], restart=self.restart
+            state["x"], x, grad, alpha, ctx.prox, state["t"], restart=self.restart
         )
         return y_next, {"x": x_next, "t": t_next}
 

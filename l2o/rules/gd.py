@@ -8,7 +8,6 @@ from __future__ import annotations
 from torch import Tensor
 
 from l2o.rules.base import State, StepContext, UpdateRule, step_size, validate_lr
-from problems.proximal import soft_threshold
 
 
 class ProxGDRule(UpdateRule):
@@ -25,7 +24,7 @@ class ProxGDRule(UpdateRule):
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         alpha = step_size(self.lr, ctx, "ProxGD")
-        return soft_threshold(x - alpha * grad, alpha * ctx.l1), state
+        return ctx.prox(x - alpha * grad, alpha), state
 
     def extra_repr(self) -> str:
         return f"lr={self.lr}"

@@ -33,7 +33,6 @@ from l2o.features import gradient_features
 from l2o.rules.base import State, StepContext, step_size, validate_lr
 from l2o.rules.lstm import CoordinateLSTMRule
 from l2o.rules.squash import squash, squash_config, validate_squashes
-from problems.proximal import soft_threshold
 
 SAFE_STEP = 0.9999
 
@@ -88,7 +87,7 @@ class GoMathRule(CoordinateLSTMRule):
         return {"history": torch.zeros_like(x), "feature_scale": x.new_zeros(x.shape[0], 3)}
 
     def features(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
-        features, scale = gradient_features(grad, x, ctx.l1, state["feature_scale"])
+        features, scale = gradient_features(grad, ctx.nonsmooth_point(x), ctx.l1, state["feature_scale"])
         return features, {"feature_scale": scale}
 
     def update(
@@ -97,5 +96,5 @@ class GoMathRule(CoordinateLSTMRule):
         R, Q, B = (squash(outputs[head], *self.squashes[head]) for head in ("R", "Q", "B"))
         R = R * base_step(self.lr, ctx, "GoMathL2O")
         history = state["history"]
-        x_next = soft_threshold(x - R * grad - Q * history, R * ctx.l1)
+        x_next = ctx.prox(x - R * grad - Q * history, R)
         return x_next, {"history": B * history + (1.0 - B) * (x - x_next)}

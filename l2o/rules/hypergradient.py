@@ -47,7 +47,7 @@ class HypergradientRule(UpdateRule):
         }
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
-        g = composite_gradient(x, grad, ctx.l1)
+        g = composite_gradient(ctx.nonsmooth_point(x), grad, ctx.l1)
         alpha = state["alpha"] + self.hypergrad_lr * instance_dot(g, state["previous_direction"])
         u, direction_state = self.direction(g, state)
         return x - alpha * u, {"alpha": alpha, "previous_direction": u, **direction_state}

@@ -31,7 +31,6 @@ from l2o.rules.base import State, StepContext, validate_lr
 from l2o.rules.gomath import base_step
 from l2o.rules.lstm import CoordinateLSTMRule
 from l2o.rules.squash import squash, squash_config, validate_squashes
-from problems.proximal import soft_threshold
 
 
 class MathL2ORule(CoordinateLSTMRule):
@@ -74,7 +73,7 @@ class MathL2ORule(CoordinateLSTMRule):
         self, x: Tensor, grad: Tensor, outputs: dict[str, Tensor], state: State, ctx: StepContext
     ) -> tuple[Tensor, State]:
         P = squash(outputs["P"], *self.squashes["P"]) * base_step(self.lr, ctx, "Math-L2O")
-        x_next = soft_threshold(x - P * grad, P * ctx.l1)
+        x_next = ctx.prox(x - P * grad, P)
         if not self.extrapolation:
             return x_next, {"x": x_next}
         A = squash(outputs["A"], *self.squashes["A"])

@@ -40,7 +40,6 @@ from torch import Tensor
 
 from l2o.features import instance_dot
 from l2o.rules.base import State, StepContext, UpdateRule, step_size
-from problems.proximal import soft_threshold
 
 INNER = "inner."
 
@@ -80,7 +79,7 @@ class SafeguardedRule(UpdateRule):
         inner = {k[len(INNER):]: v for k, v in state.items() if k.startswith(INNER)}
         candidate, inner = self.rule.step(x, grad if self.rule.uses_gradient else None, inner, ctx)
         alpha = step_size(None, ctx, "the safeguard")
-        fallback = soft_threshold(x - alpha * grad, alpha * ctx.l1)
+        fallback = ctx.prox(x - alpha * grad, alpha)
         decrease = self.sufficient_decrease * instance_dot(x - fallback, x - fallback) / (2 * alpha)  # σ||G||²/(2L)
         threshold = ctx.objective(x)[:, None] - decrease
         proposed = ctx.objective(candidate)[:, None]
