@@ -12,6 +12,9 @@ Group options understood by every ``RuleOptimizer``:
   ``.grad`` hold the smooth part only.
 * ``lipschitz`` (float > 0 or None): a known Lipschitz constant of the smooth gradient,
   used by rules whose step defaults to ``1 / L``.
+* ``lr`` (where the optimizer has one): a float, whatever form it was given in (a 0-dim
+  tensor is read as its value), so ``torch.optim.lr_scheduler`` schedulers can scale it.
+  A group whose ``lr`` is 0 is not stepped: its parameters and state stay as they are.
 
 Policies (documented and tested):
 
@@ -21,6 +24,12 @@ Policies (documented and tested):
   group, raise ``ValueError``/``RuntimeError`` before anything is changed.
 * Non-finite gradients raise ``FloatingPointError`` before any parameter or state is
   touched (set ``check_finite=False`` to skip the check, e.g. under a GradScaler).
+* A step is atomic: if the closure raises while a rule evaluates trial points (the
+  safeguard), every group's parameters and state are restored to what they were before
+  the step, and the exception propagates.
+* Integer (non-floating-point) parameters raise ``ValueError``.
+* ``copy.deepcopy`` and ``pickle`` keep the optimizer's own attributes (its rule, the
+  safeguard flag, ``check_finite``), which ``torch.optim.Optimizer.__getstate__`` drops.
 """
 
 from __future__ import annotations
@@ -32,6 +41,22 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from l2o.rules.base import State, StepContext, UpdateRule
+
+
+def lr_from_lipschitz(group: dict[str, Any]) -> None:
+    """Give a group with ``lr=None`` and a known ``lipschitz`` the number ``lr = 1 / L``
+    (the step it means), so that schedulers can scale it."""
+    if group.get("lr", 0.0) is None and group["lipschitz"] is not None:
+        group["lr"] = 1.0 / group["lipschitz"]
+
+
+def plain_lr(group: dict[str, Any]) -> None:
+    """Read a 0-dim (or one-element) real tensor ``lr`` as its float value."""
+    lr = group.get("lr")
+    if isinstance(lr, Tensor):
+        if lr.numel() != 1 or not lr.is_floating_point():
+            raise ValueError(f"Invalid learning rate: a tensor lr must be one real number, got {lr!r}")
+        group["lr"] = float(lr)
 
 
 def validate_l1_and_lipschitz(group: dict[str, Any]) -> None:
@@ -46,7 +71,18 @@ def validate_l1_and_lipschitz(group: dict[str, Any]) -> None:
         raise ValueError(f"Invalid lipschitz: {lipschitz} (must be None or a finite float > 0)")
 
 
-class RuleOptimizer(Optimizer):
+class CopyableOptimizer(Optimizer):
+    """An ``Optimizer`` whose ``copy.deepcopy`` / ``pickle`` keep the public attributes its
+    subclass sets in ``__init__`` (``torch.optim.Optimizer.__getstate__`` keeps only
+    ``defaults``, ``state`` and ``param_groups``, so a copy could not step)."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        own = {k: v for k, v in self.__dict__.items() if not k.startswith("_") and k not in state}
+        return {**state, **own}
+
+
+class RuleOptimizer(CopyableOptimizer):
     """Base class: subclasses say which rule runs a group (:meth:`rule_for`) and how a
     group's hyperparameters are checked (:meth:`validate_group`)."""
 
@@ -71,7 +107,10 @@ class RuleOptimizer(Optimizer):
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         try:
+            plain_lr(group)
             for p in group["params"]:
+                if not (p.is_floating_point() or p.is_complex()):
+                    raise ValueError(f"l2o optimizers need floating-point parameters, got {p.dtype}")
                 if p.is_complex():
                     raise ValueError("complex parameters are not supported by l2o optimizers")
                 if p.is_sparse:
@@ -112,18 +151,38 @@ class RuleOptimizer(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         # Validate every group before changing any, so an error loses nothing.
-        pending = [(group, self._flat_gradient(group)) for group in self.param_groups]
+        pending = [(group, self._flat_gradient(group)) for group in self.param_groups
+                   if group.get("lr") != 0]
         current_loss = loss
-        for group, grad in pending:
-            if grad is not None:
-                self._step_group(group, grad, closure, current_loss)
-                current_loss = None  # the parameters moved: the value is stale for the next group
+        before: list[tuple[dict[str, Any], Tensor, dict[str, Any]]] = []
+        try:
+            for group, grad in pending:
+                if grad is not None:
+                    params = group["params"]
+                    x = torch.cat([p.reshape(-1) for p in params]).unsqueeze(0)  # a copy: the rollback
+                    before.append((group, x[0], dict(self.state[params[0]])))
+                    self._step_group(group, x, grad, closure, current_loss)
+                    current_loss = None  # the parameters moved: the value is stale for the next group
+        except BaseException:
+            for group, values, slot in before:  # undo: the step is atomic
+                self._write(group["params"], values)
+                self.state[group["params"][0]] = slot
+            raise
         return loss
 
-    def _step_group(self, group: dict[str, Any], grad: Tensor, closure: Callable[[], Any] | None = None,
-                    loss: Any = None) -> None:
+    @staticmethod
+    def _write(params: list[Tensor], flat: Tensor) -> None:
+        """Copy ``flat: (N,)`` into the group's ``params``, in order."""
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.copy_(flat[offset : offset + n].view_as(p))
+            offset += n
+
+    def _step_group(self, group: dict[str, Any], x: Tensor, grad: Tensor,
+                    closure: Callable[[], Any] | None = None, loss: Any = None) -> None:
+        """Step one group from ``x: (1, N)``, a copy of its flattened parameters."""
         params = group["params"]
-        x = torch.cat([p.reshape(-1) for p in params]).unsqueeze(0)
         rule = self.rule_for(group)
         ctx = self._context(group, x)
         if closure is not None:
@@ -131,14 +190,13 @@ class RuleOptimizer(Optimizer):
         slot = self.state[params[0]]
         state: State = slot.get("rule_state") or rule.init_state(x, ctx)
         x_next, new_state = rule.step(x, grad, state, ctx)
+        if any(p.grad is None for p in params):
+            # a parameter without a gradient keeps its value, even after a trial evaluation moved it
+            kept = torch.cat([torch.full((p.numel(),), p.grad is None, device=x.device) for p in params])
+            x_next = torch.where(kept, x, x_next)
+        self._write(params, x_next[0])
         slot["rule_state"] = new_state
         slot["step"] = slot.get("step", torch.tensor(0.0)) + 1
-        offset = 0
-        for p in params:
-            n = p.numel()
-            if p.grad is not None:
-                p.copy_(x_next[0, offset : offset + n].view_as(p))
-            offset += n
 
     @staticmethod
     def _objective(group: dict[str, Any], current: Tensor, closure: Callable[[], Any],
@@ -151,10 +209,7 @@ class RuleOptimizer(Optimizer):
             if points is current and loss is not None:
                 value = torch.as_tensor(loss, dtype=points.dtype, device=points.device).detach()
             else:
-                offset = 0
-                for p in group["params"]:
-                    p.copy_(points[0, offset : offset + p.numel()].view_as(p))
-                    offset += p.numel()
+                RuleOptimizer._write(group["params"], points[0])
                 with torch.enable_grad():
                     value = torch.as_tensor(closure(), dtype=points.dtype, device=points.device).detach()
             return (value + group["l1"] * points.abs().sum(-1)).reshape(1)

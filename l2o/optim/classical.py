@@ -9,20 +9,33 @@ from typing import Any, Iterable
 
 from torch import Tensor
 
-from l2o.optim.base import RuleOptimizer, validate_l1_and_lipschitz
+from l2o.optim.base import RuleOptimizer, lr_from_lipschitz, validate_l1_and_lipschitz
 from l2o.rules import AdamHDRule, FISTARule, ProxGDRule, SGDHDRule, UpdateRule
 from l2o.rules.adam import validate_adam
 from l2o.rules.base import validate_lr
+from l2o.rules.hypergradient import validate_hypergradient
 
 Params = Iterable[Tensor] | Iterable[dict[str, Any]]
+
+
+#: β of the drop-in hypergradient optimizers when none is given, per rule: the
+#: multiplicative rule's α changes by at most 2% a step; the additive values are Baydin et al.'s.
+DEFAULT_HYPERGRAD_LR = {"multiplicative": 0.02, "additive": {"SGDHD": 1e-4, "AdamHD": 1e-7}}
+
+
+def _hypergrad_lr(value: float | None, hypergrad: str, optimizer: str) -> float:
+    if value is not None:
+        return value
+    default = DEFAULT_HYPERGRAD_LR.get(hypergrad)
+    if default is None:
+        raise ValueError(f"Invalid hypergrad: {hypergrad!r} (choose from {sorted(DEFAULT_HYPERGRAD_LR)})")
+    return default if isinstance(default, float) else default[optimizer]
 
 
 def _validate_hypergradient(group: dict[str, Any]) -> None:
     validate_l1_and_lipschitz(group)
     validate_lr(group["lr"], allow_none=False)
-    beta = group["hypergrad_lr"]
-    if not (isinstance(beta, (int, float)) and 0.0 <= beta < float("inf")):
-        raise ValueError(f"Invalid hypergradient learning rate: {beta}")
+    validate_hypergradient(group["hypergrad_lr"], group["hypergrad"], group["min_lr"])
 
 
 def _validate_step_size(group: dict[str, Any], name: str) -> None:
@@ -30,6 +43,7 @@ def _validate_step_size(group: dict[str, Any], name: str) -> None:
     validate_lr(group["lr"])
     if group["lr"] is None and group["lipschitz"] is None:
         raise ValueError(f"{name} needs lr or lipschitz (its default step is 1 / lipschitz)")
+    lr_from_lipschitz(group)
 
 
 class ProxGD(RuleOptimizer):
@@ -39,7 +53,8 @@ class ProxGD(RuleOptimizer):
 
     Args:
         params: parameters or param groups.
-        lr: step size α; None means ``1 / lipschitz`` (then ``lipschitz`` is required).
+        lr: step size α; None means ``1 / lipschitz`` (then ``lipschitz`` is required), and
+            the group's ``lr`` is set to that number, so LR schedulers scale it.
         l1: λ of the nonsmooth part ``λ ||params||_1`` handled by the prox.
         lipschitz: Lipschitz constant of the smooth gradient, if known.
     """
@@ -86,37 +101,49 @@ class SGDHD(RuleOptimizer):
     """SGD with hypergradient descent on the step size (Baydin et al. 2018).
 
     Args:
-        lr: initial step size α_0.
-        hypergrad_lr: β, the step size's own learning rate.
+        lr: initial step size α_0. An LR scheduler that changes the group's ``lr`` rescales
+            the adapted α by the same factor; ``lr = 0`` takes no step
+            (:mod:`l2o.rules.hypergradient`).
+        hypergrad_lr: β, the step size's own learning rate (None: 0.02 for the
+            multiplicative rule, 1e-4 for the additive one).
+        hypergrad: ``"multiplicative"`` (default: scale-free, α changes by a factor in
+            ``[1 - β, 1 + β]`` per step, so it cannot blow up within a few steps) or
+            ``"additive"`` (the paper's Eq. 2, as the reference baselines use it).
+        min_lr: floor on α of the additive rule.
         l1: λ; the rule follows the subgradient ``∇f + λ sign(x)``.
     """
 
     def __init__(
-        self, params: Params, lr: float = 1e-3, hypergrad_lr: float = 1e-4, l1: float = 0.0,
+        self, params: Params, lr: float = 1e-3, hypergrad_lr: float | None = None,
+        hypergrad: str = "multiplicative", min_lr: float = 0.0, l1: float = 0.0,
         check_finite: bool = True,
     ) -> None:
-        super().__init__(params, {"lr": lr, "hypergrad_lr": hypergrad_lr, "l1": l1}, check_finite)
+        defaults = {"lr": lr, "hypergrad_lr": _hypergrad_lr(hypergrad_lr, hypergrad, "SGDHD"),
+                    "hypergrad": hypergrad, "min_lr": min_lr, "l1": l1}
+        super().__init__(params, defaults, check_finite)
 
     def validate_group(self, group: dict[str, Any]) -> None:
         _validate_hypergradient(group)
 
     def rule_for(self, group: dict[str, Any]) -> UpdateRule:
-        return SGDHDRule(lr=group["lr"], hypergrad_lr=group["hypergrad_lr"])
+        return SGDHDRule(lr=group["lr"], hypergrad_lr=group["hypergrad_lr"], hypergrad=group["hypergrad"],
+                         min_lr=group["min_lr"])
 
 
 class AdamHD(RuleOptimizer):
     """Adam with hypergradient descent on the step size (Baydin et al. 2018).
 
-    Args: ``lr``, ``hypergrad_lr`` (β), ``betas``, ``eps`` as in ``torch.optim.Adam``,
-    ``l1`` as in :class:`SGDHD`.
+    Args: ``betas``, ``eps`` as in ``torch.optim.Adam``; ``lr``, ``hypergrad_lr`` (β; None:
+    0.02 multiplicative, 1e-7 additive), ``hypergrad``, ``min_lr`` and ``l1`` as in :class:`SGDHD`.
     """
 
     def __init__(
-        self, params: Params, lr: float = 1e-3, hypergrad_lr: float = 1e-7,
-        betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, l1: float = 0.0,
-        check_finite: bool = True,
+        self, params: Params, lr: float = 1e-3, hypergrad_lr: float | None = None,
+        betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, hypergrad: str = "multiplicative",
+        min_lr: float = 0.0, l1: float = 0.0, check_finite: bool = True,
     ) -> None:
-        defaults = {"lr": lr, "hypergrad_lr": hypergrad_lr, "betas": betas, "eps": eps, "l1": l1}
+        defaults = {"lr": lr, "hypergrad_lr": _hypergrad_lr(hypergrad_lr, hypergrad, "AdamHD"), "betas": betas,
+                    "eps": eps, "hypergrad": hypergrad, "min_lr": min_lr, "l1": l1}
         super().__init__(params, defaults, check_finite)
 
     def validate_group(self, group: dict[str, Any]) -> None:
@@ -126,5 +153,5 @@ class AdamHD(RuleOptimizer):
     def rule_for(self, group: dict[str, Any]) -> UpdateRule:
         return AdamHDRule(
             lr=group["lr"], hypergrad_lr=group["hypergrad_lr"],
-            betas=tuple(group["betas"]), eps=group["eps"],
+            betas=tuple(group["betas"]), eps=group["eps"], hypergrad=group["hypergrad"], min_lr=group["min_lr"],
         )

@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterable
 
 from torch import Tensor
 
-from l2o.optim.base import RuleOptimizer
+from l2o.optim.base import RuleOptimizer, lr_from_lipschitz
 from l2o.rules.base import StepContext, UpdateRule, validate_lr
 from l2o.rules.safeguard import SafeguardedRule
 
@@ -33,6 +33,9 @@ class LearnedOptimizer(RuleOptimizer):
             steps scale with ``1 / L`` (GoMathL2O, Math-L2O, ProxGD/FISTA without lr) need
             it, or ``lr``.
         lr: base step size for such rules, i.e. ``lipschitz = 1 / lr`` (give one of them).
+            Given ``lipschitz``, the group's ``lr`` is set to ``1 / lipschitz``, so an LR
+            scheduler scales the base step (the rule then sees ``L = 1 / lr``); a group at
+            ``lr = 0`` is not stepped.
         safeguard: wrap the rule in :class:`~l2o.rules.SafeguardedRule`: a learned step is
             accepted only with sufficient decrease, else the prox-gradient step is taken, so
             the loss is monotone and converges (see that class). Needs ``step(closure)``
@@ -72,11 +75,10 @@ class LearnedOptimizer(RuleOptimizer):
             raise ValueError("give lr or lipschitz, not both (lr means lipschitz = 1 / lr)")
         if self.safeguard and group["lr"] is None and group["lipschitz"] is None:
             raise ValueError("safeguard=True needs lipschitz or lr (its fallback step is 1 / L)")
+        lr_from_lipschitz(group)
 
     def _context(self, group: dict[str, Any], like: Tensor) -> StepContext:
-        lipschitz = group["lipschitz"]
-        if group["lr"] is not None and group["lr"] > 0:
-            lipschitz = 1.0 / group["lr"]
+        lipschitz = group["lipschitz"] if group["lr"] is None else 1.0 / group["lr"]
         return StepContext.constant(like, l1=group["l1"], lipschitz=lipschitz)
 
     def rule_for(self, group: dict[str, Any]) -> UpdateRule:

@@ -32,8 +32,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
+from l2o.optim.base import CopyableOptimizer
 from l2o.rules.zeroth_order import (
     DIRECTIONS,
     SCHEMES,
@@ -54,8 +54,16 @@ def _same_bits(a: Tensor, b: Tensor) -> Tensor:
     return a.view(bits) == b.view(bits)
 
 
-class ZOOptimizer(Optimizer):
+class ZOOptimizer(CopyableOptimizer):
     """Zeroth-order descent ``θ ← θ - lr · Σ_i c_i u_i`` (module docstring).
+
+    Contract: non-contiguous parameters are perturbed in place through views; frozen
+    parameters (``requires_grad=False``) are never touched, and with all of them frozen
+    ``step`` only evaluates the closure; ``copy.deepcopy`` / ``pickle`` keep every
+    setting; under ``torch.amp.GradScaler``, ``scaler.step(opt, closure)`` works with a
+    closure that returns ``scaler.scale(loss)`` (the optimizer divides by the scale the
+    scaler hands it, so the step is the unscaled one; ZO needs no loss scaling itself, and
+    the scaler must have scaled once before its first ``step``, as GradScaler requires).
 
     Args:
         params: parameters or param groups (per-group ``lr``).
@@ -86,13 +94,15 @@ class ZOOptimizer(Optimizer):
         super().__init__(params, {"lr": float(lr)})
         for group in self.param_groups:
             for p in group["params"]:
-                if p.is_sparse or p.is_complex() or not p.is_floating_point() or not p.is_contiguous():
-                    raise ValueError("ZOOptimizer supports dense, contiguous, real floating-point parameters only")
+                if p.is_sparse or p.is_complex() or not p.is_floating_point():
+                    raise ValueError("ZOOptimizer supports dense, real floating-point parameters only")
         self.q, self.mu, self.directions, self.scheme = q, float(mu), directions, scheme
         self.aggregator = _resolve_aggregator(aggregator)
         base = int(torch.randint(0, 2**31 - 1, ())) if seed is None else int(seed)
         self._meta.update({"seed": base, "step": 0, "last": math.nan})
         self.last_restore_log = 0
+
+    _step_supports_amp_scaling = True  # GradScaler hands over ``grad_scale``; see _evaluate
 
     # ------------------------------------------------------------------ helpers
     def _params(self) -> list[Tensor]:
@@ -106,13 +116,11 @@ class ZOOptimizer(Optimizer):
         return self.state[self.param_groups[0]["params"][0]]
 
     def _chunks(self, query: int, index: int, p: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
-        """``(view, u)`` pairs covering parameter ``index``: a flat slice of ``p`` (a view, so
-        in-place ops change ``p``) and ``u_query`` on it, each chunk drawn from its own
+        """``(view, u)`` pairs covering parameter ``index``: views of ``p`` (so in-place ops
+        change ``p``) (:func:`_views`) and ``u_query`` on each, drawn from its own
         generator seeded with ``(seed, step, query, index, chunk)`` (Gaussian; the sphere
         scaling is global). Temporaries are O(CHUNK), whatever the parameter's size."""
-        flat = p.view(-1)
-        for chunk, start in enumerate(range(0, flat.numel(), CHUNK)):
-            view = flat[start : start + CHUNK]
+        for chunk, view in enumerate(_views(p)):
             seed = hash((self._meta["seed"], self._meta["step"], query, index, chunk)) & 0x7FFF_FFFF_FFFF
             generator = torch.Generator(device=p.device).manual_seed(seed)
             yield view, torch.randn(view.shape, generator=generator, dtype=p.dtype, device=p.device)
@@ -123,7 +131,7 @@ class ZOOptimizer(Optimizer):
         for index, p in enumerate(self._params()):
             streams = [self._chunks(i, index, p) for i in range(self.q)]
             for pieces in zip(*streams):
-                block = torch.stack([u for _, u in pieces]).double()
+                block = torch.stack([u.reshape(-1) for _, u in pieces]).double()
                 gram += (block @ block.T).cpu()
         return gram
 
@@ -136,8 +144,8 @@ class ZOOptimizer(Optimizer):
             for view, u in self._chunks(query, index, p):
                 a = amount * u
                 shifted = view + a
-                where = (~_same_bits(shifted - a, view)).nonzero().squeeze(-1).to(torch.int32)
-                log.append((where, view[where].clone()))
+                where = (~_same_bits(shifted - a, view)).nonzero().to(torch.int32)  # (k, view.dim())
+                log.append((where, view[tuple(where.long().T)].clone()))
                 view.copy_(shifted)
         self.last_restore_log = max(self.last_restore_log, sum(w.numel() for w, _ in log))
         return log
@@ -148,11 +156,12 @@ class ZOOptimizer(Optimizer):
             for view, u in self._chunks(query, index, p):
                 where, values = next(entries)
                 view.sub_(amount * u)
-                view[where.long()] = values
+                view[tuple(where.long().T)] = values
 
     def _evaluate(self, closure: Callable[[], Any]) -> float:
         value = closure()
         value = float(value.detach() if isinstance(value, Tensor) else value)
+        value /= float(getattr(self, "grad_scale", None) or 1.0)  # set by torch.amp.GradScaler.step
         if not math.isfinite(value):
             raise ValueError(f"the closure returned a non-finite loss ({value}); no parameter was changed")
         return value
@@ -164,6 +173,8 @@ class ZOOptimizer(Optimizer):
             raise ValueError("ZOOptimizer.step needs a closure that returns the loss (it never calls backward)")
         params = self._params()
         dim = sum(p.numel() for p in params)
+        if dim == 0:  # every parameter frozen: nothing to estimate, as torch.optim with no grads
+            return self._evaluate(closure)
         gram = self._gram() if (self.aggregator != "avg" or self.directions == "sphere") else None
         scale = torch.ones(self.q, dtype=torch.float64) if gram is None or self.directions == "gaussian" \
             else 1.0 / gram.diagonal().sqrt()  # sphere: u_i / ||u_i||
@@ -196,6 +207,19 @@ class ZOOptimizer(Optimizer):
         self._meta["step"] += 1
         self._meta["last"] = loss
         return loss
+
+
+def _views(p: Tensor) -> Iterator[Tensor]:
+    """Views of ``p`` covering it in order: flat slices of ``CHUNK`` elements, or for a
+    non-contiguous ``p`` blocks of whole rows (``p[i:j]``) of about ``CHUNK`` elements."""
+    if p.is_contiguous():
+        flat = p.view(-1)
+        for start in range(0, flat.numel(), CHUNK):
+            yield flat[start : start + CHUNK]
+        return
+    rows = max(1, CHUNK // max(1, p[0].numel()))
+    for start in range(0, p.shape[0], rows):
+        yield p[start : start + rows]
 
 
 def _resolve_aggregator(aggregator: str | ZORule | LearnedAggregator) -> str | LearnedAggregator:
