@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, Iterable
 
 from torch import Tensor
@@ -82,4 +83,15 @@ class LearnedOptimizer(RuleOptimizer):
         return StepContext.constant(like, l1=group["l1"], lipschitz=lipschitz)
 
     def rule_for(self, group: dict[str, Any]) -> UpdateRule:
-        return self.rule
+        """The rule in the dtype of the group's parameters, so its computation and state
+        (e.g. the LSTM's h, c) follow the parameters' precision as in ``torch.optim``: a
+        copy cast to that dtype is made once and reused (changes to ``self.rule``'s weights
+        after the first step of a group of another dtype do not reach that copy)."""
+        dtype = group["params"][0].dtype
+        weights = next((t for t in self.rule.state_dict().values() if t.is_floating_point()), None)
+        if weights is None or weights.dtype == dtype:
+            return self.rule
+        copies = self.__dict__.setdefault("_rule_in_dtype", {})
+        if dtype not in copies:
+            copies[dtype] = copy.deepcopy(self.rule).to(dtype)
+        return copies[dtype]

@@ -60,10 +60,10 @@ class ZOOptimizer(CopyableOptimizer):
     Contract: non-contiguous parameters are perturbed in place through views; frozen
     parameters (``requires_grad=False``) are never touched, and with all of them frozen
     ``step`` only evaluates the closure; ``copy.deepcopy`` / ``pickle`` keep every
-    setting; under ``torch.amp.GradScaler``, ``scaler.step(opt, closure)`` works with a
-    closure that returns ``scaler.scale(loss)`` (the optimizer divides by the scale the
-    scaler hands it, so the step is the unscaled one; ZO needs no loss scaling itself, and
-    the scaler must have scaled once before its first ``step``, as GradScaler requires).
+    setting. Mixed precision: run the closure's forward under ``torch.autocast``; a
+    ``torch.amp.GradScaler`` is neither needed (no backward, so no gradient underflow) nor
+    accepted: ``scaler.step(opt, closure)`` raises a ``RuntimeError`` saying so before
+    anything changes.
 
     Args:
         params: parameters or param groups (per-group ``lr``).
@@ -102,7 +102,7 @@ class ZOOptimizer(CopyableOptimizer):
         self._meta.update({"seed": base, "step": 0, "last": math.nan})
         self.last_restore_log = 0
 
-    _step_supports_amp_scaling = True  # GradScaler hands over ``grad_scale``; see _evaluate
+    _step_supports_amp_scaling = True  # so that GradScaler.step reaches step(), which explains itself
 
     # ------------------------------------------------------------------ helpers
     def _params(self) -> list[Tensor]:
@@ -161,7 +161,6 @@ class ZOOptimizer(CopyableOptimizer):
     def _evaluate(self, closure: Callable[[], Any]) -> float:
         value = closure()
         value = float(value.detach() if isinstance(value, Tensor) else value)
-        value /= float(getattr(self, "grad_scale", None) or 1.0)  # set by torch.amp.GradScaler.step
         if not math.isfinite(value):
             raise ValueError(f"the closure returned a non-finite loss ({value}); no parameter was changed")
         return value
@@ -171,6 +170,12 @@ class ZOOptimizer(CopyableOptimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> float:  # type: ignore[override]
         if closure is None:
             raise ValueError("ZOOptimizer.step needs a closure that returns the loss (it never calls backward)")
+        if getattr(self, "grad_scale", None) is not None:  # set by torch.amp.GradScaler.step
+            raise RuntimeError(
+                "ZOOptimizer needs no GradScaler: it never back-propagates, so there is no gradient "
+                "underflow to prevent, and a scaled loss would scale its step. Call "
+                "optimizer.step(closure) directly, with the closure's forward under torch.autocast."
+            )
         params = self._params()
         dim = sum(p.numel() for p in params)
         if dim == 0:  # every parameter frozen: nothing to estimate, as torch.optim with no grads
