@@ -20,25 +20,85 @@ from typing import Any
 LIGHTNING_COMMANDS = ("fit", "validate")
 
 
+CHECKPOINT_EVERY = 50  # meta-steps between rewrites of last.ckpt (l2o fit --checkpoint_every N)
+
+
+def _pop_option(argv: list[str], name: str) -> tuple[str | None, list[str]]:
+    """``(value, argv without it)`` for ``name VALUE`` or ``name=VALUE`` in ``argv``."""
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1], argv[:i] + argv[i + 2:]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1], argv[:i] + argv[i + 1:]
+    return None, argv
+
+
 def run_lightning(argv: list[str]) -> int:
     """``l2o fit`` / ``l2o validate``: LightningCLI over MetaTrainer + ProblemDataModule.
 
-    Checkpoints: ``last.ckpt`` and the best by ``val/loss``, in the logger's directory;
-    ``--ckpt_path last`` (or a path) resumes.
+    Checkpoints (:mod:`l2o.meta.checkpointing`), in the run's ``version_N/checkpoints``:
+    the best by ``val/loss`` and ``last.ckpt``, rewritten every ``--checkpoint_every``
+    meta-steps (default 50) and when SIGINT/SIGTERM stops the run. ``--ckpt_path last``
+    resumes from the newest ``last.ckpt`` of the runs under the trainer's root directory.
+    Returns 128 + the signal number when a signal stopped training.
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
 
     from l2o.meta import MetaTrainer, ProblemDataModule
+    from l2o.meta.checkpointing import CheckpointOnSignal, checkpoint_callbacks, find_last_checkpoint
 
-    LightningCLI(
-        MetaTrainer,
-        ProblemDataModule,
-        args=argv,
-        trainer_defaults={"callbacks": [ModelCheckpoint(monitor="val/loss", save_last=True)]},
-        save_config_kwargs={"overwrite": True},
-    )
-    return 0
+    every, argv = _pop_option(argv, "--checkpoint_every")
+    try:
+        callbacks = checkpoint_callbacks(int(every) if every is not None else CHECKPOINT_EVERY)
+    except ValueError as error:
+        print(f"l2o: error: {error}", file=sys.stderr)
+        return 2
+
+    class MetaCLI(LightningCLI):
+        def before_fit(self) -> None:
+            config = self.config_init[self.subcommand]
+            if config.get("ckpt_path") != "last":
+                return
+            found = find_last_checkpoint(self.trainer.default_root_dir)
+            root = Path(self.trainer.default_root_dir).resolve()
+            if found is None:
+                print(f"no last.ckpt under {root}/lightning_logs: training from the start", flush=True)
+                config["ckpt_path"] = None
+            else:
+                print(f"resuming from {found}", flush=True)
+                config["ckpt_path"] = str(found)
+
+    quiet_lightning_tips()
+    # LightningCLI reads sys.argv itself; passing args= as well makes it warn on every run
+    saved, sys.argv = sys.argv, [sys.argv[0] if sys.argv else "l2o", *argv]
+    try:
+        cli = MetaCLI(MetaTrainer, ProblemDataModule, trainer_defaults={"callbacks": callbacks},
+                      save_config_kwargs={"overwrite": True})
+    finally:
+        sys.argv = saved
+    stopper = next((c for c in cli.trainer.callbacks if isinstance(c, CheckpointOnSignal)), None)
+    return 128 + stopper.received if stopper is not None and stopper.received is not None else 0
+
+
+def quiet_lightning_tips() -> None:
+    """Drop Lightning's advertising ("💡 Tip: ... try installing ...") from its log, and
+    three warnings every ``l2o fit`` would print that are not the user's to act on: the
+    CSV logger default (l2o reads its metrics.csv), the after-the-step state of manual-
+    optimization checkpoints (what a resume needs) and a deprecation inside Lightning."""
+    import logging
+    import warnings
+
+    for message in ("Starting from v1.9.0, `tensorboardX` has been removed",
+                    "Using ModelCheckpoint with manual optimization",
+                    "`isinstance\\(treespec, LeafSpec\\)` is deprecated"):
+        warnings.filterwarnings("ignore", message=message)
+
+    class NoTips(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not str(record.getMessage()).startswith("💡 Tip")
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(NoTips())
 
 
 def _scenario_families(family_name: str, family_params: dict[str, Any]):
@@ -60,27 +120,38 @@ def evaluate_rule(rule, family_name: str, family_params: dict[str, Any], *, batc
     )
 
 
-def validation_curve(checkpoint: str | Path) -> list[dict[str, float]]:
+def validation_curve(checkpoint: str | Path, resumed_from: str | None = None) -> list[dict[str, float]]:
     """The validation metrics logged during the run that wrote ``checkpoint``: one dict per
     validation (``step`` and every ``val/...`` value), read from the CSV logger's
-    ``metrics.csv`` beside the ``checkpoints/`` folder; empty if there is none."""
+    ``metrics.csv`` beside the ``checkpoints/`` folder; empty if there is none. A run that
+    resumed from another checkpoint (``resumed_from``) is preceded by that run's curve up
+    to the step it resumed at."""
     import csv
 
     metrics = Path(checkpoint).resolve().parent.parent / "metrics.csv"
-    if not metrics.is_file():
-        return []
     curve = []
-    with metrics.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            values = {k: float(v) for k, v in row.items() if k.startswith("val/") and v not in ("", None)}
-            if values:
-                curve.append({"step": int(row["step"]), **values})
+    if metrics.is_file():
+        with metrics.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                values = {k: float(v) for k, v in row.items() if k.startswith("val/") and v not in ("", None)}
+                if values:
+                    curve.append({"step": int(row["step"]), **values})
+    if resumed_from and Path(resumed_from).is_file():
+        from l2o import zoo
+
+        earlier = zoo.rule_from_lightning_checkpoint(resumed_from)[1]
+        start = earlier["global_step"] or 0
+        curve = [r for r in validation_curve(resumed_from, earlier["resumed_from"]) if r["step"] < start] + curve
     return curve
 
 
 def export(args: argparse.Namespace) -> int:
     from l2o import zoo
 
+    target = Path(args.dir) / args.name
+    existing = [path for path in (target.with_suffix(".safetensors"), target.with_suffix(".json")) if path.exists()]
+    if existing and not args.force:
+        raise FileExistsError(f"zoo entry {args.name!r} exists ({existing[0]}); pass --force to replace it")
     rule, hparams = zoo.rule_from_lightning_checkpoint(args.checkpoint)
     data = hparams["data"]
     family, family_params = data.get("family", "lasso"), data.get("family_params") or {}
@@ -90,7 +161,7 @@ def export(args: argparse.Namespace) -> int:
         rule, Path(args.dir) / args.name,
         training={"family": family, "family_params": family_params, **hparams["module"],
                   "data": data, "global_step": hparams["global_step"], "epoch": hparams["epoch"],
-                  "checkpoint": Path(args.checkpoint).name, "validation_curve": validation_curve(args.checkpoint)},
+                  "checkpoint": Path(args.checkpoint).name, "validation_curve": validation_curve(args.checkpoint, hparams["resumed_from"])},
         evaluation={"batch": args.eval_batch, "steps": args.eval_steps, "seed": args.eval_seed,
                     "command": f"l2o eval {args.name} --batch {args.eval_batch} --steps {args.eval_steps} --seed {args.eval_seed}",
                     "rows": json.loads(table.to_json())["rows"]},
@@ -158,6 +229,7 @@ def demo(args: argparse.Namespace) -> int:
     from l2o.meta import MetaTrainer, ProblemDataModule
 
     out = Path(args.out)
+    quiet_lightning_tips()
     L.seed_everything(0, verbose=False)
     family_params = {"m": 20, "n": 40, "sparsity": 5, "l1": 0.1}
     data = ProblemDataModule(family="lasso", family_params=family_params, batch_size=64,
@@ -199,10 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp = commands.add_parser("export", help="turn a meta-training checkpoint into a zoo entry")
     exp.add_argument("checkpoint", help="a .ckpt written by l2o fit")
     exp.add_argument("name", help="entry name, method first (e.g. gomath-lasso)")
-    exp.add_argument("--dir", default=None, help="zoo directory (default: the zoo's)")
-    exp.add_argument("--eval-batch", type=int, default=256)
-    exp.add_argument("--eval-steps", type=int, default=200)
-    exp.add_argument("--eval-seed", type=int, default=10_000)
+    exp.add_argument("--dir", default=None, help="zoo directory (default: the zoo's, checkpoints/)")
+    exp.add_argument("--force", action="store_true", help="replace an existing entry of that name")
+    exp.add_argument("--eval-batch", type=int, default=256, help="held-out instances per scenario for the card (default 256)")
+    exp.add_argument("--eval-steps", type=int, default=200, help="iterations of that evaluation (default 200)")
+    exp.add_argument("--eval-seed", type=int, default=10_000, help="seed of its first scenario (default 10000)")
     exp.set_defaults(handler=export)
 
     zoo_parser = commands.add_parser("zoo", help="list the zoo entries and their cards")
@@ -212,10 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("entry", help="zoo name, .safetensors or .ckpt path")
     ev.add_argument("--family", default=None, help="problem family (default: the entry's training family)")
     ev.add_argument("--family-params", default=None, help='JSON, e.g. \'{"m": 20, "n": 40}\'')
-    ev.add_argument("--batch", type=int, default=256)
-    ev.add_argument("--steps", type=int, default=200)
-    ev.add_argument("--seed", type=int, default=10_000)
-    ev.add_argument("--out", default="out/eval")
+    ev.add_argument("--batch", type=int, default=256, help="held-out instances per scenario (default 256)")
+    ev.add_argument("--steps", type=int, default=200, help="iterations (default 200)")
+    ev.add_argument("--seed", type=int, default=10_000, help="seed of the first scenario (default 10000)")
+    ev.add_argument("--out", default="out/eval", help="output directory (default out/eval)")
     ev.set_defaults(handler=evaluate)
 
     ood = commands.add_parser("eval-ood", help="OOD robustness matrix: zoo x shifts x baselines, with and without the safeguard")
@@ -239,7 +312,12 @@ def main(argv: list[str] | None = None) -> int:
         from l2o.zoo import zoo_directory
 
         args.dir = str(zoo_directory())
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"l2o {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

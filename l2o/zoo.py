@@ -132,10 +132,10 @@ def rule_from_lightning_checkpoint(path: str | os.PathLike) -> tuple[UpdateRule,
     """The rule inside a ``MetaTrainer`` Lightning checkpoint, and the checkpoint's
     hyperparameters (``module`` and ``data``). Loaded with ``weights_only=True``: a
     checkpoint holding arbitrary pickled objects is refused."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no checkpoint file {path}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
     except Exception as error:  # torch raises several types for corrupt / unsafe files
         raise ValueError(f"{path} is not a loadable (weights-only) Lightning checkpoint: {error}") from None
     module = checkpoint.get("hyper_parameters") or {}
@@ -147,7 +147,8 @@ def rule_from_lightning_checkpoint(path: str | os.PathLike) -> tuple[UpdateRule,
     rule.load_state_dict(weights)
     rule.eval()
     return rule, {"module": dict(module), "data": dict(checkpoint.get("datamodule_hyper_parameters") or {}),
-                  "global_step": checkpoint.get("global_step"), "epoch": checkpoint.get("epoch")}
+                  "global_step": checkpoint.get("global_step"), "epoch": checkpoint.get("epoch"),
+                  "resumed_from": checkpoint.get("resumed_from")}
 
 
 def resolve_rule(rule: UpdateRule | str | os.PathLike) -> UpdateRule:

@@ -1,7 +1,10 @@
 """``ProblemDataModule``: seeded streams of problem batches for meta-training.
 
 Training: batch i of epoch e has instance seed ``seed + e · steps_per_epoch + i`` —
-reproducible, and the same after resuming from a checkpoint at an epoch boundary. Under
+reproducible, and the same after resuming from any checkpoint: the module's ``state_dict``
+(saved in Lightning checkpoints) records how many batches of the epoch were trained, and a
+run resumed mid-epoch (where Lightning restarts the loader at index 0 but trains only the
+remaining batches) continues the stream at the next batch. Under
 DDP, Lightning's distributed sampler deals the indices i out to the ranks, so each rank
 draws distinct seeds and together they cover exactly the single-device stream.
 Validation: one fixed batch per scenario (InD plus each OOD shift), seeds
@@ -86,11 +89,26 @@ class ProblemDataModule(LightningDataModule):
         self.scenarios.update({name: self.family.shifted(**p) for name, p in (ood or {}).items()})
         self.dtype = getattr(torch, dtype)
         self._validation: list[tuple[str, Instances]] | None = None
+        self._resumed_at: tuple[int, int] | None = None  # (epoch, batches trained) of a restored checkpoint
+
+    def state_dict(self) -> dict[str, int]:
+        """Where training stands in the epoch (saved in every Lightning checkpoint)."""
+        if self.trainer is None:
+            return {}
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": int(self.trainer.current_epoch), "trained_batches": int(progress.processed)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state:
+            self._resumed_at = (int(state["epoch"]), int(state["trained_batches"]))
 
     def _train_seed(self, index: int) -> int:
         if self.hparams.fixed_batch:
             return self.hparams.seed
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        if self._resumed_at is not None and self._resumed_at[0] == epoch:
+            # resumed mid-epoch: the loader restarted at 0 (each rank at its own first index)
+            index += self._resumed_at[1] * self.trainer.world_size
         return self.hparams.seed + epoch * self.hparams.steps_per_epoch + index
 
     def train_dataloader(self) -> DataLoader:

@@ -139,6 +139,12 @@ class MetaTrainer(LightningModule):
             objective = torch.nan_to_num(trajectory.objective[1:], nan=1e30, posinf=1e30)
             self.log("val/loss", objective.mean(), prog_bar=True, batch_size=instances.batch_size)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Record the checkpoint this run resumed from (``l2o export`` joins the validation
+        curves of an interrupted run's pieces through it)."""
+        resumed = self.trainer.ckpt_path if self._trainer is not None else None
+        checkpoint["resumed_from"] = str(resumed) if resumed else None
+
     # -------------------------------------------------------------- optimizer
     def configure_optimizers(self):
         optimizer = META_OPTIMIZERS[self.hparams.meta_optimizer](self.rule.parameters(), lr=self.hparams.lr)
