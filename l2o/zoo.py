@@ -2,10 +2,12 @@
 
 An entry ``NAME`` is two files: ``NAME.safetensors`` (the rule's weights) and
 ``NAME.json`` (its model card: rule name and config, training family and parameters,
-seeds, horizon, library version, evaluation numbers). Loading parses JSON and
-safetensors only — nothing is ever unpickled — and refuses, with a clear message, a card
-for an unknown rule, weights that do not fit the rule the card describes, non-finite
-weights, and files that are not valid JSON / safetensors.
+seeds, horizon, library version, evaluation numbers, and the SHA-256 of the weights
+file). Loading parses JSON and safetensors only — nothing is ever unpickled — and refuses,
+with a clear message, a card for an unknown rule, weights whose SHA-256 is not the card's
+(a corrupted file), weights that do not fit the rule the card describes (checked on
+torch's ``meta`` device first, so a card claiming a huge model allocates nothing),
+non-finite weights, and files that are not valid JSON / safetensors.
 
 ``L2O_ZOO`` (an environment variable) points at another zoo directory.
 """
@@ -13,7 +15,9 @@ weights, and files that are not valid JSON / safetensors.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -21,7 +25,8 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save_file
 
 import l2o
 from l2o.rules import UpdateRule, build_rule, rule_name
@@ -79,21 +84,31 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
     return card
 
 
+def _build(card: dict[str, Any], card_path: Path, device: str | None = None) -> UpdateRule:
+    try:
+        with torch.device(device) if device else contextlib.nullcontext():
+            return build_rule(card["rule"], **card["rule_config"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"model card {card_path} describes no buildable rule: {error}") from None
+
+
 def load(name_or_path: str | os.PathLike) -> ZooEntry:
     """Load a zoo entry by name, or from a ``.safetensors`` path with its ``.json`` card."""
     name, weights, card_path = _paths(name_or_path)
     card = read_card(card_path)
     try:
-        rule = build_rule(card["rule"], **card["rule_config"])
-    except (KeyError, TypeError) as error:
-        raise ValueError(f"model card {card_path} describes no buildable rule: {error}") from None
-    try:
-        tensors = load_file(str(weights))
+        raw = weights.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"weights {weights} are missing") from None
+    recorded = card.get("weights_sha256")
+    if recorded is not None and hashlib.sha256(raw).hexdigest() != recorded:
+        raise ValueError(f"{weights} does not match the SHA-256 in its card {card_path}: the file is "
+                         "corrupted or belongs to another card")
+    try:
+        tensors = load_bytes(raw)
     except (SafetensorError, OSError, ValueError) as error:
         raise ValueError(f"{weights} is not a valid safetensors file: {error}") from None
-    expected = rule.state_dict()
+    expected = _build(card, card_path, device="meta").state_dict()  # shapes only, nothing allocated
     if set(tensors) != set(expected) or any(tensors[k].shape != v.shape for k, v in expected.items()):
         raise ValueError(
             f"{weights} holds weights for another model than the card's {card['rule']!r} rule "
@@ -101,6 +116,7 @@ def load(name_or_path: str | os.PathLike) -> ZooEntry:
         )
     if not all(bool(torch.isfinite(t).all()) for t in tensors.values()):
         raise ValueError(f"{weights} contains non-finite weights")
+    rule = _build(card, card_path)
     rule.load_state_dict(tensors)
     rule.eval()
     return ZooEntry(name=name, rule=rule, card=card)
@@ -123,6 +139,7 @@ def save(rule: UpdateRule, path: str | os.PathLike, **card: Any) -> tuple[Path, 
     }
     weights = base.with_suffix(".safetensors")
     save_file({k: v.detach().contiguous().cpu() for k, v in rule.state_dict().items()}, str(weights))
+    full_card["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
     card_path = base.with_suffix(".json")
     card_path.write_text(json.dumps(full_card, indent=2, sort_keys=False) + "\n")
     return weights, card_path

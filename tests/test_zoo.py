@@ -61,10 +61,44 @@ def test_weights_for_another_model_refused(tmp_zoo):
         zoo.load("gomath-tiny")
 
 
+def _drop_checksum(zoo_dir, name="gomath-tiny"):
+    card = json.loads((zoo_dir / f"{name}.json").read_text())
+    del card["weights_sha256"]
+    (zoo_dir / f"{name}.json").write_text(json.dumps(card))
+
+
 def test_corrupted_weights_refused(tmp_zoo):
     path = tmp_zoo / "gomath-tiny.safetensors"
     path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="does not match the SHA-256"):
+        zoo.load("gomath-tiny")
+    _drop_checksum(tmp_zoo)  # a card without a checksum: the parser still refuses it
     with pytest.raises(ValueError, match="not a valid safetensors file"):
+        zoo.load("gomath-tiny")
+
+
+def test_a_bit_flipped_weight_is_refused(tmp_zoo):
+    path = tmp_zoo / "gomath-tiny.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01  # a low mantissa bit of the last float: still a valid, finite file
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="does not match the SHA-256"):
+        zoo.load("gomath-tiny")
+
+
+def test_every_shipped_entry_records_its_checksum(monkeypatch):
+    monkeypatch.delenv("L2O_ZOO", raising=False)
+    for name in zoo.list():
+        assert len(zoo.read_card(zoo.zoo_directory() / f"{name}.json").get("weights_sha256", "")) == 64, name
+
+
+def test_a_card_claiming_a_huge_model_is_refused_before_allocating(tmp_zoo):
+    """hidden_size = 1e6 would allocate terabytes if the rule were built before the shapes
+    were compared; the comparison runs on the meta device."""
+    card = json.loads((tmp_zoo / "gomath-tiny.json").read_text())
+    card["rule_config"]["hidden_size"] = 1_000_000
+    (tmp_zoo / "gomath-tiny.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="weights for another model"):
         zoo.load("gomath-tiny")
 
 
@@ -109,6 +143,7 @@ def test_malicious_pickled_checkpoint_is_never_unpickled(tmp_path, monkeypatch):
 
 def test_a_safetensors_file_with_a_pickle_inside_is_refused(tmp_zoo):
     (tmp_zoo / "gomath-tiny.safetensors").write_bytes(pickle.dumps(_Payload()))
+    _drop_checksum(tmp_zoo)
     with pytest.raises(ValueError, match="not a valid safetensors file"):
         zoo.load("gomath-tiny")
     assert not (tmp_zoo / "PWNED").exists() and not os.path.exists("PWNED")
