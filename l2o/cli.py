@@ -200,7 +200,7 @@ def evaluate(args: argparse.Namespace) -> int:
     table = evaluate_rule(rule, family, params, batch=args.batch, steps=args.steps, seed=args.seed,
                           out=args.out, label=Path(str(args.entry)).stem)
     print(table.to_markdown())
-    print(f"\nwrote {args.out}/report.md, report.csv, report.json and convergence_*.png")
+    print(f"\nwrote {args.out}/report.md, report.csv, report.json and convergence-*.png")
     return 0
 
 
@@ -248,7 +248,7 @@ def demo(args: argparse.Namespace) -> int:
           f"vs classical baselines; {args.batch} held-out instances per scenario, "
           "median rel = (F - F*)/|F*|, speedup = FISTA's median iterations to 1e-4 / the method's\n")
     print(table.to_markdown())
-    print(f"\nwrote {out}/report.md, report.csv, report.json, convergence_*.png and the trained "
+    print(f"\nwrote {out}/report.md, report.csv, report.json, convergence-*.png and the trained "
           f"rule as a zoo entry {out}/gomath-demo.safetensors (+ .json)")
     return 0
 

@@ -21,6 +21,7 @@ import torch
 
 from l2o import zoo
 from l2o.eval import Table, compare, in_double, plot_convergence, rollout
+from l2o.eval.plots import plot_filename
 from l2o.rules import BFGSRule, ProxGDRule
 from problems import FAMILIES, LeastSquaresFamily
 
@@ -86,7 +87,7 @@ def main() -> None:
                 rows.append({**row, "ms/iter": ms,
                              "time_speedup_vs_BFGS-Armijo": (armijo * 1e3 * timing["BFGS-Armijo"]) / (iters * ms)})
             table = Table(columns, rows)
-            plot_convergence(curves, out / f"{entry}_{index}.png", title=f"{entry}: {scenario}")
+            plot_convergence(curves, out / plot_filename(scenario, prefix=entry), title=f"{entry}: {scenario}")
             tables.append(table)
             print(table.to_markdown(), flush=True)
     Table.concat(tables).save(out, "report")

@@ -39,7 +39,7 @@ def test_fit_export_zoo_eval(tmp_path, capsys, monkeypatch):
     report = json.loads((out / "report.json").read_text())
     assert (out / "report.md").read_text().strip() in capsys.readouterr().out
     assert {r["scenario"] for r in report["rows"]} == {"InD", "OOD: A scaled x3", "OOD: x0 shifted +5"}
-    assert len(list(out.glob("convergence_*.png"))) == 3
+    assert len(list(out.glob("convergence-*.png"))) == 3
     # the checkpoint itself evaluates too
     assert main(["eval", str(checkpoint), "--batch", "2", "--steps", "10", "--out", str(out)]) == 0
 

@@ -24,7 +24,7 @@ import torch
 
 from l2o import __version__, zoo
 from l2o.eval.compare import compare
-from l2o.eval.plots import plot_convergence
+from l2o.eval.plots import method_styles, plot_convergence, plot_filename
 from l2o.eval.report import classical_baselines, in_double
 from l2o.eval.tables import Table
 from l2o.rules import BFGSRule, LearnedBFGSRule, SafeguardedRule, UpdateRule, ZORule
@@ -145,7 +145,7 @@ def evaluate_ood(
     seed: int = 20_000, progress: bool = True, command: str | None = None,
 ) -> OODReport:
     """Evaluate the zoo entries ``names`` (default: all) on :func:`ood_scenarios` of their
-    training family; write the report, CSV, JSON and ``{entry}_{i}.png`` plots into ``out``."""
+    training family; write the report, CSV, JSON and ``{entry}-<scenario>.png`` plots into ``out``."""
     from tqdm.auto import tqdm
 
     names = list(zoo.list() if names is None else names)
@@ -164,6 +164,7 @@ def evaluate_ood(
     total = sum(len(p[4]) for p in plan)
     tables = []
     entries = []
+    styles: dict[str, dict[str, str]] = {}  # one style per method across the whole report
     with tqdm(total=total, desc="l2o eval-ood", disable=not progress, file=sys.stderr) as bar:
         for name, rule, family_name, params, scenarios in plan:
             rule = in_double(rule).eval()
@@ -175,8 +176,9 @@ def evaluate_ood(
                 instances = family.sample(batch, seed=seed + index, dtype=torch.float64)
                 table, curves = compare(methods, instances, steps, checkpoints=(10, 50, steps),
                                         tolerances=(1e-2, 1e-4), baseline="FISTA", scenario=scenario)
-                plot = f"{name}_{index:02d}.png"
-                plot_convergence(curves, out / plot, title=f"{name}: {scenario}")
+                plot = plot_filename(scenario, prefix=name)
+                styles.update({m: v for m, v in method_styles([*styles, *methods]).items() if m not in styles})
+                plot_convergence(curves, out / plot, title=f"{name}: {scenario}", styles=styles)
                 tables.append(Table(["entry", *table.columns], [{"entry": name, **row} for row in table.rows]))
                 record["scenarios"].append({"name": scenario, "seed": seed + index, "plot": plot,
                                             "family_params": family.parameters()})

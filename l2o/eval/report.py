@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from l2o.eval.compare import compare
-from l2o.eval.plots import plot_convergence
+from l2o.eval.plots import method_styles, plot_convergence, plot_filename
 from l2o.eval.rollout import Method
 from l2o.eval.tables import Table
 from l2o.rules import AdamHDRule, AdamRule, FISTARule, ProxGDRule, UpdateRule
@@ -65,9 +65,11 @@ def evaluate_scenarios(
     """Compare ``methods`` on one float64 batch per scenario (seed ``seed + index``);
     ``timing`` adds means and wall times (:func:`~l2o.eval.compare`).
 
-    Writes ``report.{md,csv,json}`` and ``convergence_{index}.png`` into ``out`` if given.
+    Writes ``report.{md,csv,json}`` and a ``convergence-<scenario>.png`` per scenario
+    (:func:`~l2o.eval.plots.plot_filename`; one style per method throughout) into ``out`` if given.
     """
     tables = []
+    styles = method_styles(methods)
     for index, (name, family) in enumerate(scenarios.items()):
         instances = family.sample(batch, seed=seed + index, dtype=torch.float64)
         table, curves = compare(
@@ -76,7 +78,7 @@ def evaluate_scenarios(
         )
         tables.append(table)
         if out is not None:
-            plot_convergence(curves, Path(out) / f"convergence_{index}.png", title=f"{title}{name}")
+            plot_convergence(curves, Path(out) / plot_filename(name), title=f"{title}{name}", styles=styles)
     if not tables:
         raise ValueError("no scenarios to evaluate")
     merged = Table.concat(tables)
