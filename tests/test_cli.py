@@ -23,8 +23,20 @@ def test_fit_export_zoo_eval(tmp_path, capsys, monkeypatch):
     assert main(["fit", *with_csv_log, f"--trainer.default_root_dir={tmp_path}"]) == 0
     checkpoint = next(tmp_path.rglob("last.ckpt"))
 
+    fit_output = capsys.readouterr()
+    assert "💡 Tip" not in fit_output.out + fit_output.err  # Lightning's advertising is quieted
+    assert "not recommended to provide both args and command line" not in fit_output.out + fit_output.err
     assert main(["export", str(checkpoint), "gomath-cli", "--eval-batch", "3", "--eval-steps", "20"]) == 0
-    card = json.loads((tmp_path / "zoo" / "gomath-cli.json").read_text())
+    card_path = tmp_path / "zoo" / "gomath-cli.json"
+    card = json.loads(card_path.read_text())
+    # an existing entry is never replaced silently
+    capsys.readouterr()
+    assert main(["export", str(checkpoint), "gomath-cli", "--eval-batch", "3", "--eval-steps", "5"]) == 2
+    assert "exists" in capsys.readouterr().err and json.loads(card_path.read_text()) == card
+    assert main(["export", str(checkpoint), "gomath-cli", "--eval-batch", "3", "--eval-steps", "20",
+                 "--force"]) == 0
+    assert main(["export", str(tmp_path / "missing.ckpt"), "gomath-x"]) == 2
+    assert "no checkpoint file" in capsys.readouterr().err
     assert card["rule"] == "gomath" and card["training"]["family"] == "lasso"
     assert {r["method"] for r in card["evaluation"]["rows"]} >= {"gomath-cli", "FISTA"}
     curve = card["training"]["validation_curve"]  # from the run's metrics.csv
@@ -66,3 +78,16 @@ def test_demo_trains_and_reports(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert (out / "report.md").read_text().strip() in printed
     assert "GoMathL2O (demo)" in printed and (out / "gomath-demo.safetensors").is_file()
+
+
+def test_every_option_has_help_and_its_default(capsys):
+    for command, option in (("eval", "--batch"), ("eval", "--seed"), ("eval", "--out"), ("export", "--eval-batch")):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        line = text[text.index(option):].split("\n--")[0]
+        assert "default" in line, (command, option)
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = capsys.readouterr().out
+    assert "log_relative" in text and "T, optimizer steps per training batch" in text

@@ -33,25 +33,27 @@ META_OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
 class MetaTrainer(LightningModule):
-    """Args:
-    rule: registry name of the rule (``gomath``, ``mathl2o``, ``l2l``, ``rnnprop``).
-    rule_config: its constructor arguments (e.g. ``{"hidden_size": 20}``).
-    horizon: T, optimizer steps per training batch.
-    unroll: K, steps per truncated segment (T must be a multiple of K).
-    meta_loss: ``mean`` | ``weighted`` | ``last`` | ``log_relative`` (each a mean over
-        the batch's instances).
-    batch_reduction: ``mean`` over the instances, or ``sum`` (B × the mean: the official
-        NTK-GD code's summed loss, whose meta-gradient grows with the batch).
-    meta_optimizer: ``adam`` (the GoMathL2O code) or ``sgd`` (the NTK-GD code).
-    lr: meta-optimizer learning rate.
-    lr_milestones: meta-steps at which the learning rate is multiplied by ``lr_gamma``.
-    lr_gamma: the schedule's factor.
-    grad_clip: max norm of the meta-gradient (0 disables clipping).
-    val_steps: validation rollout length.
-    val_checkpoints: steps at which validation relative suboptimality is logged.
-    compile: run the rule's kernels through ``torch.compile``
-        (:meth:`~l2o.rules.UpdateRule.compile_kernels`; the LSTM rules): a speed
-        setting; the trained weights and the exported rule are the same without it.
+    """Meta-trains an update rule by truncated unrolls over batches of problem instances.
+
+    Args:
+        rule: registry name of the rule (``gomath``, ``mathl2o``, ``l2l``, ``rnnprop``).
+        rule_config: its constructor arguments (e.g. ``{"hidden_size": 20}``).
+        horizon: T, optimizer steps per training batch.
+        unroll: K, steps per truncated segment (T must be a multiple of K).
+        meta_loss: ``mean`` | ``weighted`` | ``last`` | ``log_relative`` (each a mean over
+            the batch's instances).
+        batch_reduction: ``mean`` over the instances, or ``sum`` (B × the mean: the official
+            NTK-GD code's summed loss, whose meta-gradient grows with the batch).
+        meta_optimizer: ``adam`` (the GoMathL2O code) or ``sgd`` (the NTK-GD code).
+        lr: meta-optimizer learning rate.
+        lr_milestones: meta-steps at which the learning rate is multiplied by ``lr_gamma``.
+        lr_gamma: the schedule's factor.
+        grad_clip: max norm of the meta-gradient (0 disables clipping).
+        val_steps: validation rollout length.
+        val_checkpoints: steps at which validation relative suboptimality is logged.
+        compile: run the rule's kernels through ``torch.compile``
+            (:meth:`~l2o.rules.UpdateRule.compile_kernels`; the LSTM rules): a speed
+            setting; the trained weights and the exported rule are the same without it.
     """
 
     def __init__(
