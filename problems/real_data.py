@@ -85,7 +85,9 @@ class ImageLassoFamily(ProblemFamily):
     ``A: (size², n)``: ``n`` distinct patches from the top half of the photograph
     (:func:`image_patches`) as unit-norm columns, chosen by the seed; ``b``: a patch from the
     bottom half (unit norm); ``x0 = x0_shift + x0_std · N(0, I)`` as for the synthetic LASSO.
-    Default 64 × 128 (an overcomplete dictionary, as the synthetic 250 × 500).
+    Default 64 × 128 (an overcomplete dictionary, as the synthetic 250 × 500). With
+    ``l1 = 0`` it is the real-data least-squares problem, which needs ``n <= size²`` (an
+    overdetermined system: a unique minimizer, and F* > 0).
     """
 
     size: int = 8
@@ -96,7 +98,9 @@ class ImageLassoFamily(ProblemFamily):
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.n >= 1, "n", self.n, "must be >= 1")
-        require(self.l1 > 0, "l1", self.l1, "LASSO needs λ > 0")
+        require(self.l1 >= 0, "l1", self.l1, "must be >= 0")
+        require(self.l1 > 0 or self.n <= self.size**2, "n", self.n,
+                f"least squares (l1 = 0) needs n <= size² = {self.size**2}")
         half = image_patches(self.size).shape[0] // 2
         require(self.n <= half, "n", self.n, f"must be <= {half} (patches in the top half)")
 
@@ -116,16 +120,19 @@ class ImageLassoFamily(ProblemFamily):
 class IrisLogisticL1Family(ProblemFamily):
     """Sparse logistic regression on Iris (virginica vs versicolor, :func:`iris`):
     each instance a seeded subsample of ``m`` of the 100 examples; ``λ = l1``;
-    ``x0 = x0_shift + x0_std · N(0, I)`` (n = 4)."""
+    ``x0 = x0_shift + x0_std · N(0, I)`` (n = 4). With ``l1 = 0`` and ``ridge = ρ > 0`` it
+    is the smooth, ridge-regularized logistic regression instead (one of the two is > 0)."""
 
     m: int = 80
     l1: float = 0.01
+    ridge: float = 0.0
     x0_std: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(1 <= self.m <= 100, "m", self.m, "must be in [1, 100]")
-        require(self.l1 > 0, "l1", self.l1, "sparse logistic regression needs λ > 0")
+        require(self.l1 >= 0 and self.ridge >= 0 and (self.l1 > 0) != (self.ridge > 0), "l1", self.l1,
+                f"exactly one of l1 (sparse) and ridge (= {self.ridge}, smooth) must be > 0")
 
     def _generate(self, batch: int, generator: torch.Generator) -> LogisticInstances:
         features, labels = iris()
@@ -133,6 +140,6 @@ class IrisLogisticL1Family(ProblemFamily):
         return LogisticInstances(
             A=features[rows], y=labels[rows],
             l1=torch.full((batch,), float(self.l1), dtype=torch.float64),
-            ridge=torch.zeros(batch, dtype=torch.float64),
+            ridge=torch.full((batch,), float(self.ridge), dtype=torch.float64),
             start=self._initial_points(batch, features.shape[1], generator),
         )

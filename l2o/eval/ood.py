@@ -10,6 +10,13 @@ the classical baselines. Everything is deterministic: a rerun gives identical nu
 
 A method **survives** a scenario when no instance diverged (ended non-finite or worse than
 it started) and its median relative suboptimality at the horizon is at most ``SURVIVAL``.
+
+Two plans (:func:`plan_ood`). The default, quick one covers every entry on InD, one
+objective shift, one initial-point shift and the real-data family of its kind, against
+the entry under the safeguard and the strongest classical baseline of its family
+(:func:`strongest_baselines`); ``full=True`` is the whole matrix (every shift, every
+baseline). Shared work is done once: a scenario's instances and F* are drawn and solved
+once and reused by every method and by every entry trained on the same family.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -27,8 +35,8 @@ from l2o.eval.compare import compare
 from l2o.eval.plots import method_styles, plot_convergence, plot_filename
 from l2o.eval.report import classical_baselines, in_double
 from l2o.eval.tables import Table
-from l2o.rules import BFGSRule, LearnedBFGSRule, SafeguardedRule, UpdateRule, ZORule
-from problems import FAMILIES, ImageLassoFamily, IrisLogisticL1Family, ProblemFamily
+from l2o.rules import BFGSRule, FISTARule, LearnedBFGSRule, SafeguardedRule, UpdateRule, ZORule
+from problems import FAMILIES, ImageLassoFamily, Instances, IrisLogisticL1Family, ProblemFamily
 
 SURVIVAL = 1e-2
 
@@ -42,6 +50,7 @@ SHIFTS: dict[str, Any] = {
     "objective: label noise 0.3": lambda f: {"label_noise": 0.3},
     "objective: dimensions x2": lambda f: {"m": 2 * f.m, "n": 2 * f.n}
     | ({"sparsity": 2 * f.sparsity} if hasattr(f, "sparsity") else {}),
+    "objective: f(x + t), t = 10": lambda f: {"objective_shift": f.objective_shift + 10.0},
     "x0: shifted +5": lambda f: {"x0_shift": f.x0_shift + 5.0},
     "x0: shifted +50": lambda f: {"x0_shift": f.x0_shift + 50.0},
     "x0: spread x10": lambda f: {"x0_std": 10.0 * max(f.x0_std, 1.0)},
@@ -61,22 +70,110 @@ def method_baselines(rule: UpdateRule) -> dict[str, UpdateRule]:
     return {}
 
 
-def ood_scenarios(family: ProblemFamily, family_name: str) -> dict[str, ProblemFamily]:
-    """InD, every applicable shift of ``family``, and the real-data family of its kind."""
+#: the quick plan's shifts: the first of each list that applies to the family.
+QUICK_SHIFTS = (("objective: A scaled x3", "objective: f(x + t), t = 10"), ("x0: shifted +5",))
+
+
+def _shift(family: ProblemFamily, name: str) -> ProblemFamily | None:
+    """``family`` under the named shift, or None where it does not apply."""
     fields = {field.name for field in dataclasses.fields(family)}
-    scenarios: dict[str, ProblemFamily] = {"InD": family}
-    for name, change in SHIFTS.items():
-        try:
-            params = change(family)
-        except AttributeError:
-            continue
-        if params and set(params) <= fields:
-            scenarios[name] = family.shifted(**params)
+    try:
+        params = SHIFTS[name](family)
+    except AttributeError:
+        return None
+    return family.shifted(**params) if params and set(params) <= fields else None
+
+
+def real_data_scenario(family: ProblemFamily, family_name: str) -> tuple[str, ProblemFamily] | None:
+    """The real-data family of the entry's kind (:mod:`problems.real_data`), or None."""
     if family_name == "lasso":
-        scenarios["real: image patches (LASSO)"] = ImageLassoFamily(l1=family.l1)
-    elif family_name == "logistic_l1":
-        scenarios["real: Iris (sparse logistic)"] = IrisLogisticL1Family(l1=family.l1)
+        return "real: image patches (LASSO)", ImageLassoFamily(l1=family.l1)
+    if family_name in ("least_squares", "quadratic"):
+        return "real: image patches (least squares)", ImageLassoFamily(l1=0.0, n=32)
+    if family_name == "logistic_l1":
+        return "real: Iris (sparse logistic)", IrisLogisticL1Family(l1=family.l1)
+    if family_name == "logistic":
+        return "real: Iris (ridge logistic)", IrisLogisticL1Family(l1=0.0, ridge=family.ridge)
+    return None
+
+
+def ood_scenarios(family: ProblemFamily, family_name: str, full: bool = True) -> dict[str, ProblemFamily]:
+    """InD, the shifts of ``family`` (all that apply, or with ``full=False`` the first
+    applicable of each :data:`QUICK_SHIFTS` group) and the real-data family of its kind."""
+    scenarios: dict[str, ProblemFamily] = {"InD": family}
+    groups = [(name,) for name in SHIFTS] if full else QUICK_SHIFTS
+    for group in groups:
+        for name in group:
+            shifted = _shift(family, name)
+            if shifted is not None:
+                scenarios[name] = shifted
+                break
+    real = real_data_scenario(family, family_name)
+    if real is not None:
+        scenarios[real[0]] = real[1]
     return scenarios
+
+
+def strongest_baselines(rule: UpdateRule, family_name: str) -> dict[str, UpdateRule]:
+    """The classical method a user would pick against ``rule`` on its family: FISTA with
+    restart for LASSO / sparse logistic, BFGS with an Armijo search for smooth problems, the
+    classical ZO aggregators at the same queries for a learned ZO aggregator."""
+    if isinstance(rule, ZORule):
+        return method_baselines(rule)
+    if family_name in ("lasso", "logistic_l1"):
+        return {"FISTA-restart": FISTARule(restart=True)}
+    initial = rule.initial if isinstance(rule, LearnedBFGSRule) else "lipschitz"
+    return {"BFGS-Armijo": BFGSRule("armijo", initial=initial)}
+
+
+@dataclasses.dataclass
+class PlannedEntry:
+    """One zoo entry of a plan: its rule (float64), family, scenarios and methods."""
+
+    name: str
+    family_name: str
+    family_params: dict[str, Any]
+    scenarios: dict[str, ProblemFamily]
+    methods: dict[str, UpdateRule]
+
+
+def plan_ood(names: Iterable[str] | None = None, full: bool = False) -> list[PlannedEntry]:
+    """What :func:`evaluate_ood` runs, without running it (module docstring)."""
+    names = list(zoo.list() if names is None else names)
+    if not names:
+        raise ValueError(f"no zoo entries to evaluate (the zoo at {zoo.zoo_directory()} is empty)")
+    plan = []
+    for name in names:
+        entry = zoo.load(name)
+        training = entry.card.get("training", {})
+        family_name, params = training.get("family"), training.get("family_params") or {}
+        if family_name not in FAMILIES:
+            raise ValueError(f"zoo entry {name!r} has no known training family ({family_name!r})")
+        rule = in_double(entry.rule).eval()
+        baselines = {**method_baselines(rule), **classical_baselines()} if full \
+            else strongest_baselines(rule, family_name)
+        methods = {name: rule, f"{name}+safeguard": SafeguardedRule(rule), **baselines}
+        scenarios = ood_scenarios(FAMILIES[family_name](**params), family_name, full=full)
+        plan.append(PlannedEntry(name, family_name, params, scenarios, methods))
+    return plan
+
+
+def describe_plan(plan: list[PlannedEntry], batch: int, steps: int) -> str:
+    """``entries × scenarios × methods`` of a plan, one line per entry."""
+    runs = sum(len(p.scenarios) * len(p.methods) for p in plan)
+    lines = [f"l2o eval-ood: {len(plan)} entries, {sum(len(p.scenarios) for p in plan)} scenarios, "
+             f"{runs} method runs of {batch} instances x {steps} steps"]
+    lines += [f"  {p.name} ({p.family_name}): {len(p.scenarios)} scenarios x {len(p.methods)} methods "
+              f"[{', '.join(p.scenarios)}] x [{', '.join(p.methods)}]" for p in plan]
+    return "\n".join(lines)
+
+
+def _cost(family: ProblemFamily, batch: int, steps: int, methods: int) -> float:
+    """Relative cost of a scenario for the estimate: batch × problem size × (method
+    steps + a nominal 2000 iterations of the F* solve)."""
+    params = family.parameters()
+    size = params.get("m", params.get("size", 8) ** 2) * params.get("n", 4)
+    return float(batch * size * (steps * methods + 2000))
 
 
 @dataclasses.dataclass
@@ -99,12 +196,12 @@ class OODReport:
         s = self.settings
         lines = [
             "# l2o OOD robustness report", "",
-            f"Command: `{s['command']}`  ",
+            f"Command: `{s['command']}` ({'the full matrix' if s.get('full') else 'the quick plan; --full for every shift and baseline'}, "
+            f"{s.get('seconds', float('nan')):.0f} s)  ",
             f"l2o {s['version']}; {s['batch']} float64 instances per scenario, {s['steps']} steps; "
             f"scenario i of an entry is drawn with seed {s['seed']} + i (listed below).  ",
             "rel@k: median (F(x_k) - F*)/|F*|; iters<=eps: median iterations to reach eps "
-            "(inf: not within the horizon); speedup: FISTA's median iterations to the tightest eps "
-            "over the method's; diverged: fraction of instances ending non-finite or worse than "
+            "(inf: not within the horizon); diverged: fraction of instances ending non-finite or worse than "
             "they started; fallback_rate: fraction of safeguarded steps that fell back to "
             f"prox-gradient. Survives: diverged = 0 and median rel@{s['steps']} <= {SURVIVAL:g}.",
         ]
@@ -142,50 +239,54 @@ class OODReport:
 
 def evaluate_ood(
     names: Iterable[str] | None = None, *, out: str | Path, batch: int = 64, steps: int = 200,
-    seed: int = 20_000, progress: bool = True, command: str | None = None,
+    seed: int = 20_000, full: bool = False, progress: bool = True, command: str | None = None,
 ) -> OODReport:
-    """Evaluate the zoo entries ``names`` (default: all) on :func:`ood_scenarios` of their
-    training family; write the report, CSV, JSON and ``{entry}-<scenario>.png`` plots into ``out``."""
+    """Evaluate the zoo entries ``names`` (default: all) on their :func:`plan_ood` (quick,
+    or the whole matrix with ``full``); print the plan and, after the first scenario, an
+    estimate of the total time; write the report, CSV, JSON and ``{entry}-<scenario>.png``
+    plots into ``out``."""
     from tqdm.auto import tqdm
 
-    names = list(zoo.list() if names is None else names)
-    if not names:
-        raise ValueError(f"no zoo entries to evaluate (the zoo at {zoo.zoo_directory()} is empty)")
+    plan = plan_ood(names, full=full)
+    # entries of the same training family next to each other, so their shared instances are freed after them
+    plan.sort(key=lambda p: (p.family_name, json.dumps(p.family_params, sort_keys=True)))
     out = Path(out)
-    plan = []
-    for name in names:
-        entry = zoo.load(name)
-        training = entry.card.get("training", {})
-        family_name, params = training.get("family"), training.get("family_params") or {}
-        if family_name not in FAMILIES:
-            raise ValueError(f"zoo entry {name!r} has no known training family ({family_name!r})")
-        scenarios = ood_scenarios(FAMILIES[family_name](**params), family_name)
-        plan.append((name, entry.rule, family_name, params, scenarios))
-    total = sum(len(p[4]) for p in plan)
-    tables = []
-    entries = []
+    if progress:
+        print(describe_plan(plan, batch, steps), file=sys.stderr, flush=True)
+    costs = [[_cost(family, batch, steps, len(p.methods)) for family in p.scenarios.values()] for p in plan]
+    total = sum(map(sum, costs))
+    shared: dict[tuple[ProblemFamily, int], Instances] = {}  # (family, seed) -> instances with F* solved
+    tables, entries = [], []
     styles: dict[str, dict[str, str]] = {}  # one style per method across the whole report
-    with tqdm(total=total, desc="l2o eval-ood", disable=not progress, file=sys.stderr) as bar:
-        for name, rule, family_name, params, scenarios in plan:
-            rule = in_double(rule).eval()
-            methods = {name: rule, f"{name}+safeguard": SafeguardedRule(rule), **method_baselines(rule),
-                       **classical_baselines()}
-            record = {"name": name, "family": family_name, "family_params": params, "scenarios": []}
-            for index, (scenario, family) in enumerate(scenarios.items()):
-                bar.set_postfix_str(f"{name}: {scenario}")
-                instances = family.sample(batch, seed=seed + index, dtype=torch.float64)
-                table, curves = compare(methods, instances, steps, checkpoints=(10, 50, steps),
-                                        tolerances=(1e-2, 1e-4), baseline="FISTA", scenario=scenario)
-                plot = plot_filename(scenario, prefix=name)
-                styles.update({m: v for m, v in method_styles([*styles, *methods]).items() if m not in styles})
-                plot_convergence(curves, out / plot, title=f"{name}: {scenario}", styles=styles)
-                tables.append(Table(["entry", *table.columns], [{"entry": name, **row} for row in table.rows]))
+    started = time.perf_counter()
+    with tqdm(total=round(total), desc="l2o eval-ood", disable=not progress, file=sys.stderr,
+              bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]") as bar:
+        for p, entry_costs in zip(plan, costs):
+            record = {"name": p.name, "family": p.family_name, "family_params": p.family_params, "scenarios": []}
+            if shared and not any(key[0] in p.scenarios.values() for key in shared):
+                shared.clear()  # another family: free the previous one's instances
+            for index, ((scenario, family), cost) in enumerate(zip(p.scenarios.items(), entry_costs)):
+                bar.set_postfix_str(f"{p.name}: {scenario}")
+                key = (family, seed + index)
+                if key not in shared:
+                    shared[key] = family.sample(batch, seed=seed + index, dtype=torch.float64)
+                table, curves = compare(p.methods, shared[key], steps, checkpoints=(10, 50, steps),
+                                        tolerances=(1e-2, 1e-4), baseline=None, scenario=scenario)
+                plot = plot_filename(scenario, prefix=p.name)
+                styles.update({m: v for m, v in method_styles([*styles, *p.methods]).items() if m not in styles})
+                plot_convergence(curves, out / plot, title=f"{p.name}: {scenario}", styles=styles)
+                tables.append(Table(["entry", *table.columns], [{"entry": p.name, **row} for row in table.rows]))
                 record["scenarios"].append({"name": scenario, "seed": seed + index, "plot": plot,
                                             "family_params": family.parameters()})
-                bar.update()
+                if progress and not tables[1:]:
+                    estimate = (time.perf_counter() - started) * total / cost
+                    bar.write(f"estimated total: {estimate / 60:.1f} min (from the first scenario's "
+                              f"{time.perf_counter() - started:.1f} s)", file=sys.stderr)
+                bar.update(round(cost))
             entries.append(record)
     settings = {"command": command or "l2o eval-ood", "version": __version__, "batch": batch,
-                "steps": steps, "seed": seed, "entries": entries}
+                "steps": steps, "seed": seed, "full": full, "seconds": round(time.perf_counter() - started, 1),
+                "entries": entries}
     report = OODReport(Table.concat(tables), settings)
     report.save(out)
     return report

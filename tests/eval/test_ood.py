@@ -10,7 +10,7 @@ import torch
 
 from l2o import zoo
 from l2o.cli import main
-from l2o.eval.ood import ood_scenarios
+from l2o.eval.ood import describe_plan, ood_scenarios, plan_ood
 from l2o.eval.tables import _format
 from l2o.rules import GoMathRule, NTKGDRule, ZORule
 from problems import ImageLassoFamily, LassoFamily, QuadraticFamily
@@ -75,15 +75,64 @@ def test_every_scenario_changes_only_what_its_name_says():
     assert scenarios["objective: dimensions x2"] == family.shifted(m=40, n=80, sparsity=10)
     assert isinstance(scenarios["real: image patches (LASSO)"], ImageLassoFamily)
     quadratic = ood_scenarios(QuadraticFamily(), "quadratic")  # no λ, sparsity or noise
-    assert not any(name.startswith(("objective: lambda", "objective: sparsity", "objective: noise", "real"))
+    assert not any(name.startswith(("objective: lambda", "objective: sparsity", "objective: noise"))
                    for name in quadratic)
+    assert scenarios["objective: f(x + t), t = 10"] == family.shifted(objective_shift=10.0)
     for name, shifted in scenarios.items():
         if not name.startswith("real"):
             changed = {f.name for f in dataclasses.fields(family)
                        if getattr(family, f.name) != getattr(shifted, f.name)}
-            assert changed <= {"data_scale", "l1", "sparsity", "noise_std", "m", "n", "x0_shift", "x0_std"}
+            assert changed <= {"data_scale", "l1", "sparsity", "noise_std", "m", "n", "x0_shift", "x0_std",
+                               "objective_shift"}
 
 
 def test_eval_ood_refuses_an_unknown_entry(tiny_zoo, tmp_path, capsys):
     assert main(["eval-ood", "--zoo", "nope", "--out", str(tmp_path / "x"), "--no-progress"]) == 2
     assert "no zoo entry 'nope'" in capsys.readouterr().err
+
+
+STRONGEST = {"lasso": "FISTA-restart", "logistic_l1": "FISTA-restart", "least_squares": "BFGS-Armijo",
+             "quadratic": "BFGS-Armijo", "logistic": "BFGS-Armijo"}
+
+
+def test_the_default_plan_covers_every_shipped_entry_quickly(monkeypatch):
+    """Without running anything: every zoo entry, on InD, an objective shift, an x0 shift and
+    real data, against itself safeguarded and the strongest classical baseline of its kind."""
+    monkeypatch.delenv("L2O_ZOO", raising=False)
+    plan = plan_ood()
+    assert {p.name for p in plan} == set(zoo.list()) and len(plan) >= 12
+    for p in plan:
+        names = list(p.scenarios)
+        assert names[0] == "InD"
+        assert sum(n.startswith("objective:") for n in names) == 1, (p.name, names)
+        assert sum(n.startswith("x0:") for n in names) == 1, (p.name, names)
+        assert sum(n.startswith("real:") for n in names) == 1, (p.name, names)
+        assert len(names) == 4
+        methods = list(p.methods)
+        assert methods[:2] == [p.name, f"{p.name}+safeguard"]
+        if p.name.startswith("zo-"):
+            assert any(m.startswith("ZO-Align") for m in methods) and any(m.startswith("ZO-Avg") for m in methods)
+        else:
+            assert methods[2:] == [STRONGEST[p.family_name]], (p.name, methods)
+    full = plan_ood(full=True)
+    assert all(len(f.scenarios) > len(q.scenarios) and len(f.methods) > len(q.methods) for f, q in zip(full, plan))
+    text = describe_plan(plan, batch=64, steps=200)
+    assert f"{len(plan)} entries" in text and all(p.name in text for p in plan)
+
+
+def test_entries_on_the_same_family_share_instances_and_optimum(tiny_zoo, tmp_path, monkeypatch):
+    """Two entries trained on the same family: each scenario's instances are drawn and F*
+    solved once."""
+    torch.manual_seed(1)
+    zoo.save(GoMathRule(hidden_size=4), tiny_zoo / "gomath-tiny2", training={"family": "lasso", "family_params": TOY})
+    solves = []
+    original = LassoFamily.sample
+
+    def counting(self, *args, **kwargs):
+        solves.append(self)
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(LassoFamily, "sample", counting)
+    assert main(["eval-ood", "--zoo", "gomath-tiny", "gomath-tiny2", "--out", str(tmp_path / "o"),
+                 "--batch", "3", "--steps", "10", "--no-progress"]) == 0
+    lasso_scenarios = [p for p in plan_ood(["gomath-tiny"])[0].scenarios.values() if isinstance(p, LassoFamily)]
+    assert len(solves) == len(lasso_scenarios)
