@@ -119,7 +119,18 @@ def load(name_or_path: str | os.PathLike) -> ZooEntry:
     rule = _build(card, card_path)
     rule.load_state_dict(tensors)
     rule.eval()
+    rule.lipschitz_scale = lipschitz_scale(card)  # read by LearnedOptimizer's online L estimate
     return ZooEntry(name=name, rule=rule, card=card)
+
+
+def lipschitz_scale(card: dict[str, Any]) -> float:
+    """The constant an entry was trained with, over the smoothness constant of its training
+    losses: 4 for the official sparse logistic family (its L = ||AᵀA||/m bounds the logistic
+    loss's ||AᵀA||/(4m) by 4×; ``lipschitz_bound="official"``), else 1. The online estimate
+    multiplies L̂ by it, so the rule takes the steps it was trained to take."""
+    training = card.get("training") or {}
+    official = (training.get("family_params") or {}).get("lipschitz_bound", "official") == "official"
+    return 4.0 if training.get("family") == "logistic_l1" and official else 1.0
 
 
 def save(rule: UpdateRule, path: str | os.PathLike, **card: Any) -> tuple[Path, Path]:

@@ -14,6 +14,7 @@ from l2o.rules import AdamHDRule, FISTARule, ProxGDRule, SGDHDRule, UpdateRule
 from l2o.rules.adam import validate_adam
 from l2o.rules.base import validate_lr
 from l2o.rules.hypergradient import validate_hypergradient
+from l2o.rules.lipschitz import LipschitzEstimate
 
 Params = Iterable[Tensor] | Iterable[dict[str, Any]]
 
@@ -38,12 +39,15 @@ def _validate_hypergradient(group: dict[str, Any]) -> None:
     validate_hypergradient(group["hypergrad_lr"], group["hypergrad"], group["min_lr"])
 
 
-def _validate_step_size(group: dict[str, Any], name: str) -> None:
+def _validate_step_size(group: dict[str, Any]) -> None:
     validate_l1_and_lipschitz(group)
     validate_lr(group["lr"])
-    if group["lr"] is None and group["lipschitz"] is None:
-        raise ValueError(f"{name} needs lr or lipschitz (its default step is 1 / lipschitz)")
     lr_from_lipschitz(group)
+
+
+def _estimating(rule: UpdateRule) -> UpdateRule:
+    """``rule`` with the online L estimate when it has no step size (neither lr nor lipschitz)."""
+    return LipschitzEstimate(rule) if rule.needs_lipschitz() else rule
 
 
 class ProxGD(RuleOptimizer):
@@ -53,8 +57,9 @@ class ProxGD(RuleOptimizer):
 
     Args:
         params: parameters or param groups.
-        lr: step size α; None means ``1 / lipschitz`` (then ``lipschitz`` is required), and
-            the group's ``lr`` is set to that number, so LR schedulers scale it.
+        lr: step size α; None means ``1 / lipschitz``, and the group's ``lr`` is set to
+            that number, so LR schedulers scale it; with neither, ``1 / L̂_k`` from the online
+            estimate (:class:`~l2o.rules.LipschitzEstimate`).
         l1: λ of the nonsmooth part ``λ ||params||_1`` handled by the prox.
         lipschitz: Lipschitz constant of the smooth gradient, if known.
     """
@@ -66,10 +71,10 @@ class ProxGD(RuleOptimizer):
         super().__init__(params, {"lr": lr, "l1": l1, "lipschitz": lipschitz}, check_finite)
 
     def validate_group(self, group: dict[str, Any]) -> None:
-        _validate_step_size(group, "ProxGD")
+        _validate_step_size(group)
 
     def rule_for(self, group: dict[str, Any]) -> UpdateRule:
-        return ProxGDRule(lr=group["lr"])
+        return _estimating(ProxGDRule(lr=group["lr"]))
 
 
 ISTA = ProxGD
@@ -91,10 +96,10 @@ class FISTA(RuleOptimizer):
         super().__init__(params, defaults, check_finite)
 
     def validate_group(self, group: dict[str, Any]) -> None:
-        _validate_step_size(group, "FISTA")
+        _validate_step_size(group)
 
     def rule_for(self, group: dict[str, Any]) -> UpdateRule:
-        return FISTARule(lr=group["lr"], restart=group["restart"])
+        return _estimating(FISTARule(lr=group["lr"], restart=group["restart"]))
 
 
 class SGDHD(RuleOptimizer):

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from l2o.optim.base import RuleOptimizer, lr_from_lipschitz
 from l2o.rules.base import StepContext, UpdateRule, validate_lr
+from l2o.rules.lipschitz import LipschitzEstimate
 from l2o.rules.safeguard import SafeguardedRule
 
 
@@ -31,8 +32,11 @@ class LearnedOptimizer(RuleOptimizer):
             optimizer's ``state_dict`` (they are the rule's own).
         l1: λ of a nonsmooth part ``λ ||params||_1``, passed to the rule.
         lipschitz: Lipschitz constant L of the smooth gradient, if known. Rules whose
-            steps scale with ``1 / L`` (GoMathL2O, Math-L2O, ProxGD/FISTA without lr) need
-            it, or ``lr``.
+            steps scale with ``1 / L`` (GoMathL2O, Math-L2O, NTK-GD, ProxGD/FISTA without lr,
+            the safeguard, BFGS with ``initial="lipschitz"``) use it; given neither it nor
+            ``lr``, they run with the online estimate of :class:`~l2o.rules.LipschitzEstimate`
+            (a drop-in needs no constant; with ``safeguard=True`` the fallback backtracks, so
+            the loss still decreases monotonically).
         lr: base step size for such rules, i.e. ``lipschitz = 1 / lr`` (give one of them).
             Given ``lipschitz``, the group's ``lr`` is set to ``1 / lipschitz``, so an LR
             scheduler scales the base step (the rule then sees ``L = 1 / lr``); a group at
@@ -40,7 +44,7 @@ class LearnedOptimizer(RuleOptimizer):
         safeguard: wrap the rule in :class:`~l2o.rules.SafeguardedRule`: a learned step is
             accepted only with sufficient decrease, else the prox-gradient step is taken, so
             the loss is monotone and converges (see that class). Needs ``step(closure)``
-            (one extra closure call per step) and ``lipschitz`` or ``lr``.
+            (one extra closure call per step, more when its fallback backtracks).
         compile: run the rule's kernels through ``torch.compile``
             (:meth:`~l2o.rules.UpdateRule.compile_kernels`; the LSTM rules). The first step
             at each parameter count compiles (seconds); later steps are faster (see
@@ -62,6 +66,9 @@ class LearnedOptimizer(RuleOptimizer):
             rule.compile_kernels()
         self.rule = SafeguardedRule(rule) if safeguard else rule
         self.safeguard = bool(safeguard)
+        #: the rule with the online L estimate, for groups given neither lipschitz nor lr
+        self.estimating_rule = (LipschitzEstimate(self.rule, scale=getattr(rule, "lipschitz_scale", 1.0))
+                                if self.rule.needs_lipschitz() and self.rule.uses_gradient else None)
         super().__init__(params, {"l1": l1, "lipschitz": lipschitz, "lr": lr}, check_finite)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -74,8 +81,6 @@ class LearnedOptimizer(RuleOptimizer):
         validate_lr(group["lr"])
         if group["lr"] is not None and group["lipschitz"] is not None:
             raise ValueError("give lr or lipschitz, not both (lr means lipschitz = 1 / lr)")
-        if self.safeguard and group["lr"] is None and group["lipschitz"] is None:
-            raise ValueError("safeguard=True needs lipschitz or lr (its fallback step is 1 / L)")
         lr_from_lipschitz(group)
 
     def _context(self, group: dict[str, Any], like: Tensor) -> StepContext:
@@ -87,11 +92,13 @@ class LearnedOptimizer(RuleOptimizer):
         (e.g. the LSTM's h, c) follow the parameters' precision as in ``torch.optim``: a
         copy cast to that dtype is made once and reused (changes to ``self.rule``'s weights
         after the first step of a group of another dtype do not reach that copy)."""
+        estimate = group["lr"] is None and group["lipschitz"] is None and self.estimating_rule is not None
+        rule = self.estimating_rule if estimate else self.rule
         dtype = group["params"][0].dtype
-        weights = next((t for t in self.rule.state_dict().values() if t.is_floating_point()), None)
+        weights = next((t for t in rule.state_dict().values() if t.is_floating_point()), None)
         if weights is None or weights.dtype == dtype:
-            return self.rule
+            return rule
         copies = self.__dict__.setdefault("_rule_in_dtype", {})
-        if dtype not in copies:
-            copies[dtype] = copy.deepcopy(self.rule).to(dtype)
-        return copies[dtype]
+        if (dtype, estimate) not in copies:
+            copies[(dtype, estimate)] = copy.deepcopy(rule).to(dtype)
+        return copies[(dtype, estimate)]

@@ -14,6 +14,7 @@ from l2o.rules.fista import FISTARule
 from l2o.rules.gd import ProxGDRule
 from l2o.rules.gomath import GoMathRule
 from l2o.rules.hypergradient import AdamHDRule, HypergradientRule, SGDHDRule
+from l2o.rules.lipschitz import LipschitzEstimate
 from l2o.rules.lstm import CoordinateLSTMRule
 from l2o.rules.math_l2o import MathL2ORule
 from l2o.rules.ntk_gd import NTKGDRule
@@ -51,6 +52,7 @@ __all__ = [
     "ZORule",
     "BFGSRule",
     "LearnedBFGSRule",
+    "LipschitzEstimate",
     "AdamHDRule",
     "AdamRule",
     "CoordinateLSTMRule",

@@ -99,6 +99,12 @@ class UpdateRule(nn.Module):
     #: False for zeroth-order rules: ``step`` then gets ``grad=None`` and queries ``ctx.objective``.
     uses_gradient: bool = True
 
+    def needs_lipschitz(self) -> bool:
+        """Whether a step reads ``ctx.lipschitz`` (a 1/L step with no ``lr`` of its own);
+        drop-in optimizers then supply the online estimate (:class:`~l2o.rules.LipschitzEstimate`)
+        when the user gives neither ``lipschitz`` nor ``lr``."""
+        return bool(getattr(self, "lr", 0) is None)
+
     def init_state(self, x: Tensor, ctx: StepContext) -> State:
         """The state before the first step at ``x: (B, n)``."""
         return {}

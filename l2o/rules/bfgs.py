@@ -150,6 +150,9 @@ class BFGSRule(UpdateRule):
             new_state |= {"alpha": alpha, "d_prev": direction}
         return x - alpha * direction, new_state
 
+    def needs_lipschitz(self) -> bool:
+        return self.initial == "lipschitz" or super().needs_lipschitz()
+
     def extra_repr(self) -> str:
         return f"step={self.step_rule}, lr={self.lr}, initial={self.initial}"
 
@@ -220,6 +223,9 @@ class LearnedBFGSRule(CoordinateLSTMRule):
         self.p_max, self.c, self.initial, self.eps = float(p_max), float(c), initial, float(eps)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+
+    def needs_lipschitz(self) -> bool:
+        return self.initial == "lipschitz"
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "p_max": self.p_max, "c": self.c, "initial": self.initial, "eps": self.eps}

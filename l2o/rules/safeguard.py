@@ -29,8 +29,20 @@ Rules with an auxiliary point (FISTA, Math-L2O: the gradient is taken at an extr
 ``x_k`` above is the point the gradient is taken at, and the safeguarded rule reports that
 point (its own :meth:`iterate` is the identity), so the guarantee holds for what it reports.
 
+**When L is only an estimate** (:class:`~l2o.rules.LipschitzEstimate`, or an ``lr`` larger
+than 1/L), (★) may fail for ``T``. So whenever the fallback is taken, the descent lemma
+
+    f(T(x)) <= f(x) + <∇f(x), T(x) − x> + ||T(x) − x||² / (2α)      (α = 1/L, f = F − r)
+
+is checked at ``T(x)`` (one objective evaluation), and where it fails α is halved and ``T``
+recomputed (backtracking, at most ``MAX_HALVINGS`` times). The accepted α satisfies the
+lemma, and the lemma is all (★) needs, so the guarantee above holds with it; the smallest α
+found is kept in the state and caps later steps (a found curvature is not forgotten). With a
+true L the check always passes and nothing changes.
+
 Needs ``ctx.objective`` and ``ctx.lipschitz`` (a ``problems.Instances`` batch provides both;
-``LearnedOptimizer(..., safeguard=True)`` builds them from the closure and ``lipschitz``/``lr``).
+``LearnedOptimizer(..., safeguard=True)`` builds them from the closure and ``lipschitz``/``lr``,
+or from the online estimate when neither is given).
 """
 
 from __future__ import annotations
@@ -42,6 +54,7 @@ from l2o.features import instance_dot
 from l2o.rules.base import State, StepContext, UpdateRule, step_size
 
 INNER = "inner."
+MAX_HALVINGS = 60
 
 
 class SafeguardedRule(UpdateRule):
@@ -52,8 +65,9 @@ class SafeguardedRule(UpdateRule):
         sufficient_decrease: σ ∈ (0, 1]; smaller accepts more learned steps (the guaranteed
             decrease per step is σ times the prox-gradient bound's).
 
-    State: the wrapped rule's state under ``inner.*`` keys, and ``fallbacks`` ``(B, 1)``,
-    the number of rejected proposals per instance.
+    State: the wrapped rule's state under ``inner.*`` keys, ``fallbacks`` ``(B, 1)`` the
+    number of rejected proposals per instance, ``max_step`` ``(B, 1)`` the smallest
+    backtracked α so far (inf until a backtrack).
     """
 
     def __init__(self, rule: UpdateRule, sufficient_decrease: float = 0.1) -> None:
@@ -65,25 +79,55 @@ class SafeguardedRule(UpdateRule):
         self.rule = rule
         self.sufficient_decrease = float(sufficient_decrease)
 
+    def needs_lipschitz(self) -> bool:
+        return True
+
     def compile_kernels(self, enabled: bool = True) -> "SafeguardedRule":
         self.rule.compile_kernels(enabled)
         return self
 
     def init_state(self, x: Tensor, ctx: StepContext) -> State:
         inner = self.rule.init_state(x, ctx)
-        return {**{INNER + k: v for k, v in inner.items()}, "fallbacks": torch.zeros_like(x[:, :1])}
+        return {**{INNER + k: v for k, v in inner.items()}, "fallbacks": torch.zeros_like(x[:, :1]),
+                "max_step": torch.full_like(x[:, :1], float("inf"))}
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         if ctx.objective is None:
             raise ValueError("the safeguard needs the objective (a closure, or problem instances)")
         inner = {k[len(INNER):]: v for k, v in state.items() if k.startswith(INNER)}
         candidate, inner = self.rule.step(x, grad if self.rule.uses_gradient else None, inner, ctx)
-        alpha = step_size(None, ctx, "the safeguard")
+        alpha = torch.minimum(torch.as_tensor(step_size(None, ctx, "the safeguard"), dtype=x.dtype,
+                                              device=x.device).expand_as(x[:, :1]), state["max_step"])
         fallback = ctx.prox(x - alpha * grad, alpha)
         decrease = self.sufficient_decrease * instance_dot(x - fallback, x - fallback) / (2 * alpha)  # σ||G||²/(2L)
-        threshold = ctx.objective(x)[:, None] - decrease
+        current = ctx.objective(x)[:, None]
         proposed = ctx.objective(candidate)[:, None]
-        accept = torch.isfinite(proposed) & (proposed <= threshold)
+        accept = torch.isfinite(proposed) & (proposed <= current - decrease)
+        max_step = state["max_step"]
+        if not bool(accept.all()):
+            fallback, backtracked = self._verified_fallback(x, grad, current, alpha, ~accept, ctx)
+            max_step = torch.where(backtracked < alpha, backtracked, max_step)
         x_next = torch.where(accept, candidate, fallback)
         return x_next, {**{INNER + k: v for k, v in inner.items()},
-                        "fallbacks": state["fallbacks"] + (~accept).to(x.dtype)}
+                        "fallbacks": state["fallbacks"] + (~accept).to(x.dtype), "max_step": max_step}
+
+    @staticmethod
+    def _verified_fallback(x: Tensor, grad: Tensor, current: Tensor, alpha: Tensor, rows: Tensor,
+                           ctx: StepContext) -> tuple[Tensor, Tensor]:
+        """``(T(x), α)`` with α halved where the descent lemma fails at T (module docstring),
+        checked on the instances ``rows`` ``(B, 1)`` that take the fallback."""
+
+        def nonsmooth(z: Tensor) -> Tensor:
+            return (ctx.l1 * ctx.nonsmooth_point(z).abs()).sum(-1, keepdim=True)
+
+        smooth = current - nonsmooth(x)
+        for _ in range(MAX_HALVINGS):
+            fallback = ctx.prox(x - alpha * grad, alpha)
+            d = fallback - x
+            bound = smooth + instance_dot(grad, d) + instance_dot(d, d) / (2 * alpha)
+            value = ctx.objective(fallback)[:, None] - nonsmooth(fallback)
+            failed = rows & ~(value <= bound + 1e-12 * (bound.abs() + 1.0))
+            if not bool(failed.any()):
+                break
+            alpha = torch.where(failed, alpha / 2, alpha)
+        return fallback, alpha

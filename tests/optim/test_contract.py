@@ -177,7 +177,6 @@ def test_complex_and_mixed_parameters_rejected(make):
     "make_bad, match",
     [
         (lambda p: ProxGD(p, lr=-0.1), "Invalid learning rate: -0.1"),
-        (lambda p: ProxGD(p), "needs lr or lipschitz"),
         (lambda p: ProxGD(p, lr=0.1, l1=-1.0), "Invalid l1"),
         (lambda p: FISTA(p, lipschitz=0.0), "Invalid lipschitz"),
         (lambda p: SGDHD(p, hypergrad_lr=-1.0), "Invalid hypergradient learning rate"),

@@ -84,10 +84,12 @@ def test_safeguarded_drop_in_optimizer_is_monotone_and_converges():
     assert opt.state[x]["rule_state"]["fallbacks"].item() > 0  # the 4/L proposals were rejected
 
 
-def test_safeguard_needs_a_closure_and_a_step_size():
+def test_safeguard_needs_a_closure_but_no_step_size():
     x = torch.nn.Parameter(torch.ones(3))
-    with pytest.raises(ValueError, match="lipschitz or lr"):
-        LearnedOptimizer([x], rule=ProxGDRule(), safeguard=True)
+    auto = LearnedOptimizer([x], rule=ProxGDRule(), safeguard=True)  # the online L estimate
+    x.grad = torch.ones(3)
+    with pytest.raises(ValueError, match="closure"):
+        auto.step()
     opt = LearnedOptimizer([x], rule=ProxGDRule(), lr=0.1, safeguard=True)
     x.grad = torch.ones(3)
     with pytest.raises(ValueError, match="closure"):
