@@ -267,6 +267,7 @@ def evaluate_ood(
                 shared.clear()  # another family: free the previous one's instances
             for index, ((scenario, family), cost) in enumerate(zip(p.scenarios.items(), entry_costs)):
                 bar.set_postfix_str(f"{p.name}: {scenario}")
+                scenario_start = time.perf_counter()
                 key = (family, seed + index)
                 if key not in shared:
                     shared[key] = family.sample(batch, seed=seed + index, dtype=torch.float64)
@@ -277,7 +278,8 @@ def evaluate_ood(
                 plot_convergence(curves, out / plot, title=f"{p.name}: {scenario}", styles=styles)
                 tables.append(Table(["entry", *table.columns], [{"entry": p.name, **row} for row in table.rows]))
                 record["scenarios"].append({"name": scenario, "seed": seed + index, "plot": plot,
-                                            "family_params": family.parameters()})
+                                            "family_params": family.parameters(),
+                                            "seconds": round(time.perf_counter() - scenario_start, 2)})
                 if progress and not tables[1:]:
                     estimate = (time.perf_counter() - started) * total / cost
                     bar.write(f"estimated total: {estimate / 60:.1f} min (from the first scenario's "
