@@ -168,12 +168,20 @@ def describe_plan(plan: list[PlannedEntry], batch: int, steps: int) -> str:
     return "\n".join(lines)
 
 
+#: seconds ≈ a·M·T + b·M·T·B·size + c·B·size for M methods of T steps on B instances of
+#: ``size = m·n`` (the first term is per-step overhead, the second the arithmetic, the third
+#: the F* solve), least-squares fitted to the 124 scenarios of an ``--full`` run on a
+#: 2-core CPU (torch 2.13, float64); another machine scales them by one factor, measured
+#: on the first scenario.
+COST_PER_STEP, COST_PER_ELEMENT_STEP, COST_PER_ELEMENT_SOLVE = 1.32e-3, 1.02e-9, 2.99e-6
+
+
 def _cost(family: ProblemFamily, batch: int, steps: int, methods: int) -> float:
-    """Relative cost of a scenario for the estimate: batch × problem size × (method
-    steps + a nominal 2000 iterations of the F* solve)."""
+    """Predicted seconds of one scenario on the reference machine (see the constants)."""
     params = family.parameters()
     size = params.get("m", params.get("size", 8) ** 2) * params.get("n", 4)
-    return float(batch * size * (steps * methods + 2000))
+    work = methods * steps
+    return COST_PER_STEP * work + COST_PER_ELEMENT_STEP * work * batch * size + COST_PER_ELEMENT_SOLVE * batch * size
 
 
 @dataclasses.dataclass
@@ -259,7 +267,7 @@ def evaluate_ood(
     tables, entries = [], []
     styles: dict[str, dict[str, str]] = {}  # one style per method across the whole report
     started = time.perf_counter()
-    with tqdm(total=round(total), desc="l2o eval-ood", disable=not progress, file=sys.stderr,
+    with tqdm(total=round(total, 1), desc="l2o eval-ood", disable=not progress, file=sys.stderr,
               bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]") as bar:
         for p, entry_costs in zip(plan, costs):
             record = {"name": p.name, "family": p.family_name, "family_params": p.family_params, "scenarios": []}
@@ -281,10 +289,11 @@ def evaluate_ood(
                                             "family_params": family.parameters(),
                                             "seconds": round(time.perf_counter() - scenario_start, 2)})
                 if progress and not tables[1:]:
-                    estimate = (time.perf_counter() - started) * total / cost
-                    bar.write(f"estimated total: {estimate / 60:.1f} min (from the first scenario's "
-                              f"{time.perf_counter() - started:.1f} s)", file=sys.stderr)
-                bar.update(round(cost))
+                    first = time.perf_counter() - started
+                    bar.write(f"estimated total: {first / cost * total / 60:.1f} min (a cost model of every "
+                              f"scenario, scaled by the first one's {first:.1f} s against its predicted "
+                              f"{cost:.1f} s)", file=sys.stderr)
+                bar.update(round(cost, 1))
             entries.append(record)
     settings = {"command": command or "l2o eval-ood", "version": __version__, "batch": batch,
                 "steps": steps, "seed": seed, "full": full, "seconds": round(time.perf_counter() - started, 1),

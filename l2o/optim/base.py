@@ -190,6 +190,9 @@ class RuleOptimizer(CopyableOptimizer):
         slot = self.state[params[0]]
         state: State = slot.get("rule_state") or rule.init_state(x, ctx)
         x_next, new_state = rule.step(x, grad, state, ctx)
+        scale = self._displacement_scale(group, slot)
+        if scale != 1.0:
+            x_next = x + scale * (x_next - x)
         if any(p.grad is None for p in params):
             # a parameter without a gradient keeps its value, even after a trial evaluation moved it
             kept = torch.cat([torch.full((p.numel(),), p.grad is None, device=x.device) for p in params])
@@ -197,6 +200,11 @@ class RuleOptimizer(CopyableOptimizer):
         self._write(params, x_next[0])
         slot["rule_state"] = new_state
         slot["step"] = slot.get("step", torch.tensor(0.0)) + 1
+
+    def _displacement_scale(self, group: dict[str, Any], slot: dict[str, Any]) -> float:
+        """A factor on the rule's step for a scheduled ``lr`` the rule cannot follow itself
+        (1 here; see :class:`~l2o.optim.LearnedOptimizer`)."""
+        return 1.0
 
     @staticmethod
     def _objective(group: dict[str, Any], current: Tensor, closure: Callable[[], Any],

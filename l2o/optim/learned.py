@@ -84,8 +84,19 @@ class LearnedOptimizer(RuleOptimizer):
         lr_from_lipschitz(group)
 
     def _context(self, group: dict[str, Any], like: Tensor) -> StepContext:
-        lipschitz = group["lipschitz"] if group["lr"] is None else 1.0 / group["lr"]
+        lr = group["lr"]
+        if lr is not None and self.rule.lipschitz_at_init_only:
+            lr = self.state[group["params"][0]].get("initial_lr", lr)  # H_0 from the first lr
+        lipschitz = group["lipschitz"] if lr is None else 1.0 / lr
         return StepContext.constant(like, l1=group["l1"], lipschitz=lipschitz)
+
+    def _displacement_scale(self, group: dict[str, Any], slot: dict[str, Any]) -> float:
+        """Rules that read L only when they start (BFGS: H_0 = lr · I) follow a scheduled
+        ``lr`` through their step: ``x + (lr_k / lr_0)(x_rule − x)``, lr_0 the group's lr at
+        its first step."""
+        if group["lr"] is None or not self.rule.lipschitz_at_init_only:
+            return 1.0
+        return group["lr"] / slot.setdefault("initial_lr", group["lr"])
 
     def rule_for(self, group: dict[str, Any]) -> UpdateRule:
         """The rule in the dtype of the group's parameters, so its computation and state

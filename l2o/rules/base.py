@@ -98,6 +98,9 @@ class UpdateRule(nn.Module):
 
     #: False for zeroth-order rules: ``step`` then gets ``grad=None`` and queries ``ctx.objective``.
     uses_gradient: bool = True
+    #: True for rules that read ``ctx.lipschitz`` only in :meth:`init_state` (BFGS's H_0 = I/L):
+    #: a drop-in optimizer then follows a scheduled ``lr`` by scaling their displacement.
+    lipschitz_at_init_only: bool = False
 
     def needs_lipschitz(self) -> bool:
         """Whether a step reads ``ctx.lipschitz`` (a 1/L step with no ``lr`` of its own);

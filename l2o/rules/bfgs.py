@@ -150,6 +150,8 @@ class BFGSRule(UpdateRule):
             new_state |= {"alpha": alpha, "d_prev": direction}
         return x - alpha * direction, new_state
 
+    lipschitz_at_init_only = True
+
     def needs_lipschitz(self) -> bool:
         return self.initial == "lipschitz" or super().needs_lipschitz()
 
@@ -223,6 +225,8 @@ class LearnedBFGSRule(CoordinateLSTMRule):
         self.p_max, self.c, self.initial, self.eps = float(p_max), float(c), initial, float(eps)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+
+    lipschitz_at_init_only = True
 
     def needs_lipschitz(self) -> bool:
         return self.initial == "lipschitz"

@@ -22,6 +22,7 @@ MAKERS = {
     "Learned(gomath, lipschitz)": lambda p: LearnedOptimizer(p, rule="gomath-lasso-toy", lipschitz=20.0),
     "Learned(safeguard)": lambda p: LearnedOptimizer(p, rule="gomath-lasso-toy", lr=0.05, safeguard=True),
     "ZO(align)": lambda p: ZOOptimizer(p, lr=1e-2, q=2, aggregator="align", seed=3),
+    "Learned(bfgs)": lambda p: LearnedOptimizer(p, rule="bfgs-least-squares", lr=0.05),
 }
 
 
@@ -71,7 +72,7 @@ def test_a_copied_optimizer_steps_exactly_like_the_original(name, how):
 
 
 @pytest.mark.parametrize("name", ["ProxGD(lipschitz)", "FISTA(lipschitz)", "Learned(gomath, lipschitz)", "SGDHD",
-                                  "AdamHD", "Learned(safeguard)"])
+                                  "AdamHD", "Learned(safeguard)", "Learned(bfgs)"])
 @pytest.mark.parametrize("schedule", [lambda o: StepLR(o, step_size=2, gamma=0.1),
                                       lambda o: CosineAnnealingLR(o, T_max=4)], ids=["StepLR", "Cosine"])
 def test_schedulers_drive_the_step(name, schedule):
