@@ -169,12 +169,12 @@ def describe_plan(plan: list[PlannedEntry], batch: int, steps: int) -> str:
     return "\n".join(lines)
 
 
-#: seconds ≈ a·M·T + b·M·T·B·size + c·B·size for M methods of T steps on B instances of
-#: ``size = m·n`` (the first term is per-step overhead, the second the arithmetic, the third
-#: the F* solve), least-squares fitted to the 124 scenarios of an ``--full`` run on a
-#: 2-core CPU (torch 2.13, float64); another machine scales them by one factor, measured
-#: on the first scenario.
-COST_PER_STEP, COST_PER_ELEMENT_STEP, COST_PER_ELEMENT_SOLVE = 1.32e-3, 1.02e-9, 2.99e-6
+#: seconds ≈ s + a·M·T + b·M·T·B·size + c·B·size for M methods of T steps on B instances
+#: of ``size = m·n``: a per-scenario constant (sampling, the plot), per-step overhead, the
+#: arithmetic and the F* solve; least-squares fitted to the 172 scenarios of a ``--full``
+#: and a default run on a 2-core CPU (torch 2.13, float64). Another machine scales them by
+#: one factor, measured on the first scenario.
+COST_PER_SCENARIO, COST_PER_STEP, COST_PER_ELEMENT_STEP, COST_PER_ELEMENT_SOLVE = 1.21, 5.21e-4, 1.59e-9, 2.18e-6
 
 
 def _cost(family: ProblemFamily, batch: int, steps: int, methods: int) -> float:
@@ -182,68 +182,8 @@ def _cost(family: ProblemFamily, batch: int, steps: int, methods: int) -> float:
     params = family.parameters()
     size = params.get("m", params.get("size", 8) ** 2) * params.get("n", 4)
     work = methods * steps
-    return COST_PER_STEP * work + COST_PER_ELEMENT_STEP * work * batch * size + COST_PER_ELEMENT_SOLVE * batch * size
-
-
-@dataclasses.dataclass
-class OODReport:
-    """The matrix as one table (``results``) plus the run's settings."""
-
-    results: Table
-    settings: dict[str, Any]
-
-    def survival(self) -> dict[tuple[str, str], dict[str, bool]]:
-        """``(entry, method) -> {scenario: survived}``."""
-        table: dict[tuple[str, str], dict[str, bool]] = {}
-        rel_final = f"rel@{self.settings['steps']}"
-        for row in self.results.rows:
-            survived = row["diverged"] == 0 and row[rel_final] <= SURVIVAL
-            table.setdefault((row["entry"], row["method"]), {})[row["scenario"]] = survived
-        return table
-
-    def to_markdown(self) -> str:
-        s = self.settings
-        lines = [
-            "# l2o OOD robustness report", "",
-            f"Command: `{s['command']}` ({'the full matrix' if s.get('full') else 'the quick plan; --full for every shift and baseline'}, "
-            f"{s.get('seconds', float('nan')):.0f} s)  ",
-            f"l2o {s['version']}; {s['batch']} float64 instances per scenario, {s['steps']} steps; "
-            f"scenario i of an entry is drawn with seed {s['seed']} + i (listed below).  ",
-            "rel@k: median (F(x_k) - F*)/|F*|; iters<=eps: median iterations to reach eps "
-            "(inf: not within the horizon); diverged: fraction of instances ending non-finite or worse than "
-            "they started; fallback_rate: fraction of safeguarded steps that fell back to "
-            f"prox-gradient. Survives: diverged = 0 and median rel@{s['steps']} <= {SURVIVAL:g}.",
-        ]
-        survival = self.survival()
-        for entry in s["entries"]:
-            rows = [r for r in self.results.rows if r["entry"] == entry["name"]]
-            columns = [c for c in self.results.columns if c != "entry"]
-            if not any("fallback_rate" in r for r in rows):
-                columns = [c for c in columns if c != "fallback_rate"]
-            lines += ["", f"## {entry['name']}", "",
-                      f"Trained on `{entry['family']}` {json.dumps(entry['family_params'])}.", "",
-                      "| scenario | seed | plot |", "|---|---|---|"]
-            lines += [f"| {sc['name']} | {sc['seed']} | {sc['plot']} |" for sc in entry["scenarios"]]
-            lines += ["", Table(columns, rows).to_markdown(), "", "Survives:", ""]
-            scenario_names = [sc["name"] for sc in entry["scenarios"]]
-            lines += ["| method | " + " | ".join(scenario_names) + " |",
-                      "|---|" + "---|" * len(scenario_names)]
-            for (name, method), survived in survival.items():
-                if name == entry["name"]:
-                    marks = ["yes" if survived[sc] else "**no**" for sc in scenario_names]
-                    lines.append(f"| {method} | " + " | ".join(marks) + " |")
-        return "\n".join(lines) + "\n"
-
-    def save(self, out: str | Path) -> list[Path]:
-        """Write ``report.md``, ``results.csv`` and ``results.json`` into ``out``."""
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        payload = {"settings": self.settings, **json.loads(self.results.to_json())}
-        files = {"report.md": self.to_markdown(), "results.csv": self.results.to_csv(),
-                 "results.json": json.dumps(payload, indent=2) + "\n"}
-        for name, text in files.items():
-            (out / name).write_text(text)
-        return [out / name for name in files]
+    return (COST_PER_SCENARIO + COST_PER_STEP * work + COST_PER_ELEMENT_STEP * work * batch * size
+            + COST_PER_ELEMENT_SOLVE * batch * size)
 
 
 def _warm_up(entry: PlannedEntry) -> None:
