@@ -60,9 +60,22 @@ def initial_inverse_hessian(x: Tensor, ctx: StepContext, initial: str) -> Tensor
     return eye * step_size(None, ctx, "BFGS with initial='lipschitz'")[:, :, None]
 
 
+#: the largest dimension dense BFGS accepts: H is n × n (20000² float64 = 3.2 GB per instance).
+MAX_DENSE_DIM = 20_000
+
+
 def bfgs_state(x: Tensor, ctx: StepContext, initial: str) -> State:
     """The BFGS part of a rule's state: ``H``, the previous point and gradient, and
-    ``started`` ``(B, 1)`` (0 before the first step: no (s, y) pair yet)."""
+    ``started`` ``(B, 1)`` (0 before the first step: no (s, y) pair yet).
+
+    Raises ``ValueError`` above :data:`MAX_DENSE_DIM` coordinates, before allocating H."""
+    n = x.shape[1]
+    if n > MAX_DENSE_DIM:
+        gigabytes = x.shape[0] * n * n * x.element_size() / 1e9
+        raise ValueError(
+            f"dense BFGS keeps an n x n matrix: n = {n} would need {gigabytes:.3g} GB (limit n <= "
+            f"{MAX_DENSE_DIM}); for a network use a first-order rule (e.g. rule='gomath-lasso-toy' "
+            "or torch.optim.LBFGS); a learned L-BFGS is planned (issue 13)")
     return {"H": initial_inverse_hessian(x, ctx, initial), "x_prev": torch.zeros_like(x),
             "g_prev": torch.zeros_like(x), "started": x.new_zeros(x.shape[0], 1)}
 

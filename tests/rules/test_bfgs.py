@@ -152,3 +152,12 @@ def test_invalid_hyperparameters_are_refused():
         LearnedBFGSRule(c=1.0)
     with pytest.raises(ValueError, match="initial"):
         LearnedBFGSRule(initial="random")
+
+
+def test_dense_bfgs_refuses_a_network_sized_problem_before_allocating():
+    huge = torch.nn.Parameter(torch.zeros(1_000_000))  # H would be 8 TB
+    optimizer = LearnedOptimizer([huge], rule="bfgs-logistic", lr=0.1)
+    huge.grad = torch.ones_like(huge)
+    with pytest.raises(ValueError, match="dense BFGS keeps an n x n matrix"):
+        optimizer.step()
+    assert torch.equal(huge.detach(), torch.zeros(1_000_000))
