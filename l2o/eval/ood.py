@@ -186,6 +186,67 @@ def _cost(family: ProblemFamily, batch: int, steps: int, methods: int) -> float:
             + COST_PER_ELEMENT_SOLVE * batch * size)
 
 
+@dataclasses.dataclass
+class OODReport:
+    """The matrix as one table (``results``) plus the run's settings."""
+
+    results: Table
+    settings: dict[str, Any]
+
+    def survival(self) -> dict[tuple[str, str], dict[str, bool]]:
+        """``(entry, method) -> {scenario: survived}``."""
+        table: dict[tuple[str, str], dict[str, bool]] = {}
+        rel_final = f"rel@{self.settings['steps']}"
+        for row in self.results.rows:
+            survived = row["diverged"] == 0 and row[rel_final] <= SURVIVAL
+            table.setdefault((row["entry"], row["method"]), {})[row["scenario"]] = survived
+        return table
+
+    def to_markdown(self) -> str:
+        s = self.settings
+        lines = [
+            "# l2o OOD robustness report", "",
+            f"Command: `{s['command']}` ({'the full matrix' if s.get('full') else 'the quick plan; --full for every shift and baseline'}, "
+            f"{s.get('seconds', float('nan')):.0f} s)  ",
+            f"l2o {s['version']}; {s['batch']} float64 instances per scenario, {s['steps']} steps; "
+            f"scenario i of an entry is drawn with seed {s['seed']} + i (listed below).  ",
+            "rel@k: median (F(x_k) - F*)/|F*|; iters<=eps: median iterations to reach eps "
+            "(inf: not within the horizon); diverged: fraction of instances ending non-finite or worse than "
+            "they started; fallback_rate: fraction of safeguarded steps that fell back to "
+            f"prox-gradient. Survives: diverged = 0 and median rel@{s['steps']} <= {SURVIVAL:g}.",
+        ]
+        survival = self.survival()
+        for entry in s["entries"]:
+            rows = [r for r in self.results.rows if r["entry"] == entry["name"]]
+            columns = [c for c in self.results.columns if c != "entry"]
+            if not any("fallback_rate" in r for r in rows):
+                columns = [c for c in columns if c != "fallback_rate"]
+            lines += ["", f"## {entry['name']}", "",
+                      f"Trained on `{entry['family']}` {json.dumps(entry['family_params'])}.", "",
+                      "| scenario | seed | plot |", "|---|---|---|"]
+            lines += [f"| {sc['name']} | {sc['seed']} | {sc['plot']} |" for sc in entry["scenarios"]]
+            lines += ["", Table(columns, rows).to_markdown(), "", "Survives:", ""]
+            scenario_names = [sc["name"] for sc in entry["scenarios"]]
+            lines += ["| method | " + " | ".join(scenario_names) + " |",
+                      "|---|" + "---|" * len(scenario_names)]
+            for (name, method), survived in survival.items():
+                if name == entry["name"]:
+                    marks = ["yes" if survived[sc] else "**no**" for sc in scenario_names]
+                    lines.append(f"| {method} | " + " | ".join(marks) + " |")
+        return "\n".join(lines) + "\n"
+
+    def save(self, out: str | Path) -> list[Path]:
+        """Write ``report.md``, ``results.csv`` and ``results.json`` into ``out``."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        payload = {"settings": self.settings, **json.loads(self.results.to_json())}
+        files = {"report.md": self.to_markdown(), "results.csv": self.results.to_csv(),
+                 "results.json": json.dumps(payload, indent=2) + "\n"}
+        for name, text in files.items():
+            (out / name).write_text(text)
+        return [out / name for name in files]
+
+
 def _warm_up(entry: PlannedEntry) -> None:
     """Two steps of every method of ``entry`` on two instances of its first scenario."""
     instances = next(iter(entry.scenarios.values())).sample(2, seed=0, dtype=torch.float64)
