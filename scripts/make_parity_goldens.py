@@ -5,7 +5,8 @@
     python scripts/make_parity_goldens.py --gomath GoMathL2O-Official --proof MathL2OProof-Official
 
 For each model (GOMathL2O, CoordMathLSTM as Math-L2O-P and -PA, CoordBlackboxLSTM (L2L),
-RNNprop, CoordMathDNN (NTK-GD)) it builds the official model and optimizee on small fixed
+RNNprop, CoordMathDNN (NTK-GD)), and for the classical baselines Adam and Adam-HD
+(``baseline_*``: trajectories only), it builds the official model and optimizee on small fixed
 inputs, in float64, with fixed random weights (biases included) and a fixed initial LSTM
 state, and stores in ``CASE.safetensors``: the weights (``weight.*``), the problem
 (``W``, ``Y``, ``x0``, ``rho``), the state (``h0``, ``c0``), the iterates the official
@@ -195,6 +196,36 @@ def gomath_repo_cases(path: Path, out: Path) -> None:
                                                         "config": {"hidden_size": HIDDEN}, "rho": RHO,
                                                         "objective": "mean"})
     generator_moments(out, origin, optimizees)
+    baseline_cases(out, origin, optimizers, optimizees, W, Y, x0)
+
+
+#: the classical baselines of the official code: name -> (class, step size, reset_state options).
+#: Adam-HD adapts one step size for the whole batch (its inner product runs over every
+#: instance), so its cases use a batch of one; two β values, the larger one reaching the floor 1e-8.
+BASELINES = {
+    "baseline_adam": ("Adam", 1e-2, {"momentum1": 0.1, "momentum2": 0.1, "eps": 1e-8}, BATCH),
+    "baseline_adamhd": ("AdamHD", 0.1, {"momentum1": 0.001, "momentum2": 0.1, "eps": 1e-8, "hyper_step": 1e-2}, 1),
+    "baseline_adamhd_floor": ("AdamHD", 0.1, {"momentum1": 0.001, "momentum2": 0.1, "eps": 1e-8,
+                                              "hyper_step": 5.0}, 1),
+}
+
+
+def baseline_cases(out: Path, origin: str, optimizers, optimizees, W, Y, x0) -> None:
+    """The official Adam and Adam-HD on the LASSO case's problem, STEPS steps."""
+    for case, (name, step_size, options, batch) in BASELINES.items():
+        optimizee = optimizees.LASSO(batch, W=W[:batch], Y=Y[:batch], rho=RHO, s=SPARSITY, input_dim=N, output_dim=M)
+        start(optimizee, x0[:batch])
+        optimizer = getattr(optimizers, name)()
+        optimizer.reset_state(optimizee, step_size, **options)
+        trajectory = [optimizee.X.detach().clone()]
+        for _ in range(STEPS):
+            optimizee = optimizer(optimizee)
+            trajectory.append(optimizee.X.detach().clone())
+        tensors = {"trajectory": torch.stack(trajectory).squeeze(-1).contiguous(), "W": W[:batch].contiguous(),
+                   "Y": Y[:batch].squeeze(-1).contiguous(), "x0": x0[:batch].squeeze(-1).contiguous()}
+        meta = {"official": origin, "model": name, "step_size": step_size, "options": options, "rho": RHO}
+        save_file(tensors, str(out / f"{case}.safetensors"), metadata={"meta": json.dumps(meta, sort_keys=True)})
+        print(f"{case}: trajectory {tuple(tensors['trajectory'].shape)}")
 
 
 def proof_repo_cases(path: Path, out: Path) -> None:

@@ -25,7 +25,7 @@ from l2o.rules import CoordinateLSTMRule, StepContext, UpdateRule, build_rule
 from problems.least_squares import LeastSquaresInstances
 
 GOLDENS = Path(__file__).parent / "goldens"
-CASES = sorted(p.stem for p in GOLDENS.glob("*.safetensors") if not p.stem.startswith("generator_"))
+CASES = sorted(p.stem for p in GOLDENS.glob("*.safetensors") if not p.stem.startswith(("generator_", "baseline_")))
 RTOL = 1e-6
 
 
