@@ -9,6 +9,7 @@ from torch import Tensor
 
 from l2o.optim.base import RuleOptimizer, lr_from_lipschitz
 from l2o.rules.base import StepContext, UpdateRule, validate_lr
+from l2o.rules.bfgs import LearnedBFGSRule
 from l2o.rules.lipschitz import LipschitzEstimate
 from l2o.rules.safeguard import SafeguardedRule
 
@@ -51,17 +52,24 @@ class LearnedOptimizer(RuleOptimizer):
             ``scripts/benchmark.py``). Changes the rule object passed in.
         check_finite: refuse non-finite gradients before anything changes (see
             :class:`~l2o.optim.RuleOptimizer`).
+        line_search: for learned BFGS rules, take the learned step as the first trial of an
+            Armijo search, so that every step decreases the loss
+            (:class:`~l2o.rules.LearnedBFGSRule`; needs ``step(closure)``). None (default):
+            on for learned BFGS, which as a drop-in must not be able to diverge.
     """
 
     def __init__(
         self, params: Iterable[Tensor] | Iterable[dict[str, Any]],
         rule: UpdateRule | str, l1: float = 0.0, lipschitz: float | None = None,
         lr: float | None = None, safeguard: bool = False, compile: bool = False,
-        check_finite: bool = True,
+        check_finite: bool = True, line_search: bool | None = None,
     ) -> None:
         from l2o.zoo import resolve_rule  # the zoo depends on l2o.optim's siblings only
 
         rule = resolve_rule(rule)
+        if isinstance(rule, LearnedBFGSRule) and rule.line_search != (line_search is not False):
+            rule = copy.copy(rule)  # shares the weights; only the flag differs
+            rule.line_search = line_search is not False
         if compile:
             rule.compile_kernels()
         self.rule = SafeguardedRule(rule) if safeguard else rule

@@ -91,9 +91,11 @@ def bfgs_direction(x: Tensor, grad: Tensor, state: State, eps: float) -> tuple[T
 
 
 def armijo_step(x: Tensor, direction: Tensor, grad: Tensor, ctx: StepContext, initial: float = 1.0,
-                c1: float = 1e-4, shrink: float = 0.5, max_backtracks: int = 40) -> Tensor:
+                c1: float = 1e-4, shrink: float = 0.5, max_backtracks: int = 40, or_stay: bool = False) -> Tensor:
     """Backtracking: the first ``α = initial · shrinkʲ`` with
-    ``F(x - α d) <= F(x) - c1 α gᵀd``, per instance ``(B, 1)`` (needs ``ctx.objective``)."""
+    ``F(x - α d) <= F(x) - c1 α gᵀd``, per instance ``(B, 1)`` (needs ``ctx.objective``).
+    With ``or_stay``, an instance that finds no such α within ``max_backtracks`` gets α = 0
+    (it stays), so no accepted step ever increases F."""
     if ctx.objective is None:
         raise ValueError("the Armijo line search needs the objective (problem instances or a closure)")
     slope = instance_dot(grad, direction)
@@ -105,6 +107,10 @@ def armijo_step(x: Tensor, direction: Tensor, grad: Tensor, ctx: StepContext, in
         if bool(accepted.all()):
             break
         alpha = torch.where(accepted, alpha, shrink * alpha)
+    else:
+        if or_stay:
+            trial = ctx.objective(x - alpha * direction)[:, None]
+            alpha = torch.where(torch.isfinite(trial) & (trial <= value - c1 * alpha * slope), alpha, 0.0)
     return alpha
 
 
@@ -222,15 +228,29 @@ class LearnedBFGSRule(CoordinateLSTMRule):
     instance's scale logit). The output layer starts at **zero**: the untrained rule is BFGS
     with the constant step ``p_max / 2`` (1 by default).
 
+    **Line search (a guarantee on the step length).** With ``line_search=True`` the learned
+    step ``P d`` is the first trial of an Armijo search: ``x_{k+1} = x_k − α P d`` with the
+    first ``α ∈ {1, ½, ¼, …}`` such that ``F(x_k − α P d) <= F(x_k) − 10⁻⁴ α gᵀP d``. Since
+    ``gᵀ P d >= p̄ (1 − c) gᵀd > 0`` (above), ``φ(α) = F(x_k − α P d)`` has
+    ``φ'(0) = −gᵀPd < 0`` and the test holds for all small α, so the search ends (after
+    40 halvings it stays put, α = 0): **every step decreases F**, or leaves x unchanged;
+    on a convex quadratic the iteration cannot diverge. Needs ``ctx.objective`` (problem
+    instances, or ``step(closure)`` in a drop-in optimizer); an accepted full step (α = 1)
+    is exactly the learned step, so where the learned step is good it costs one objective
+    evaluation.
+
     Args: ``hidden_size``, ``num_layers``; ``p_max`` (2); ``c`` (0.5); ``initial`` H_0
     (default ``"lipschitz"``); ``eps`` the curvature safeguard; ``state_init`` of the
-    LSTM (``"zeros"``: this is l2o's own method, with no official code to follow).
+    LSTM (``"zeros"``: this is l2o's own method, with no official code to follow);
+    ``line_search`` (default False: the step as trained).
     """
 
     def __init__(self, hidden_size: int = 20, num_layers: int = 2, p_max: float = 2.0, c: float = 0.5,
-                 initial: str = "lipschitz", eps: float = 1e-8, state_init: str = "zeros") -> None:
+                 initial: str = "lipschitz", eps: float = 1e-8, state_init: str = "zeros",
+                 line_search: bool = False) -> None:
         super().__init__(num_features=6, hidden_size=hidden_size, num_layers=num_layers,
                          heads=("direction", "scale"), state_init=state_init)
+        self.line_search = bool(line_search)
         if not p_max > 0 or not 0 < c < 1:
             raise ValueError(f"Invalid bounds: need p_max > 0 and 0 < c < 1, got p_max={p_max}, c={c}")
         if initial not in INITIALS:
@@ -245,7 +265,8 @@ class LearnedBFGSRule(CoordinateLSTMRule):
         return self.initial == "lipschitz"
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "p_max": self.p_max, "c": self.c, "initial": self.initial, "eps": self.eps}
+        return {**super().config(), "p_max": self.p_max, "c": self.c, "initial": self.initial, "eps": self.eps,
+                "line_search": self.line_search}
 
     def extra_state(self, x: Tensor, ctx: StepContext) -> State:
         return {**bfgs_state(x, ctx, self.initial), "p": torch.full_like(x, self.p_max / 2), "direction": torch.zeros_like(x)}
@@ -264,4 +285,9 @@ class LearnedBFGSRule(CoordinateLSTMRule):
                ctx: StepContext) -> tuple[Tensor, State]:
         p = coordinate_step_sizes(outputs["direction"], outputs["scale"].mean(-1, keepdim=True), grad,
                                   state["direction"], self.p_max, self.c)
-        return x - p * state["direction"], {"p": p}
+        step = p * state["direction"]
+        if self.line_search:
+            if ctx.objective is None:
+                raise ValueError("learned BFGS with line_search=True needs the objective: call step(closure)")
+            step = armijo_step(x, step, grad, ctx, or_stay=True) * step
+        return x - step, {"p": p}
