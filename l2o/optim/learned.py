@@ -9,7 +9,7 @@ from torch import Tensor
 
 from l2o.optim.base import RuleOptimizer, lr_from_lipschitz
 from l2o.rules.base import StepContext, UpdateRule, validate_lr
-from l2o.rules.bfgs import LearnedBFGSRule
+from l2o.rules.bfgs import BFGSRule, LearnedBFGSRule
 from l2o.rules.lipschitz import LipschitzEstimate
 from l2o.rules.safeguard import SafeguardedRule
 
@@ -74,10 +74,20 @@ class LearnedOptimizer(RuleOptimizer):
             rule.compile_kernels()
         self.rule = SafeguardedRule(rule) if safeguard else rule
         self.safeguard = bool(safeguard)
-        #: the rule with the online L estimate, for groups given neither lipschitz nor lr
-        self.estimating_rule = (LipschitzEstimate(self.rule, scale=getattr(rule, "lipschitz_scale", 1.0))
-                                if self.rule.needs_lipschitz() and self.rule.uses_gradient else None)
+        #: the rule for groups given neither lipschitz nor lr: BFGS with the standard H_0
+        #: scaling from its first curvature pair, any other 1/L rule on the online L estimate
+        self.estimating_rule = self._without_constants(self.rule, getattr(rule, "lipschitz_scale", 1.0))
         super().__init__(params, {"l1": l1, "lipschitz": lipschitz, "lr": lr}, check_finite)
+
+    @staticmethod
+    def _without_constants(rule: UpdateRule, scale: float) -> UpdateRule | None:
+        if not (rule.needs_lipschitz() and rule.uses_gradient):
+            return None
+        if isinstance(rule, (BFGSRule, LearnedBFGSRule)):
+            rule = copy.copy(rule)  # shares the weights; H_0 = (sᵀy / yᵀy) I needs no L
+            rule.initial = "curvature"
+            return rule
+        return LipschitzEstimate(rule, scale=scale)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         if self.safeguard and closure is None:

@@ -32,7 +32,7 @@ from l2o.features import instance_dot, instance_norm
 from l2o.rules.base import State, StepContext, UpdateRule, step_size, validate_lr
 from l2o.rules.lstm import CoordinateLSTMRule
 
-INITIALS = ("identity", "lipschitz")
+INITIALS = ("identity", "lipschitz", "curvature")
 STEPS = ("constant", "armijo", "exact", "hypergradient")
 
 
@@ -53,9 +53,10 @@ def bfgs_update(H: Tensor, s: Tensor, y: Tensor, eps: float = 1e-8) -> Tensor:
 
 
 def initial_inverse_hessian(x: Tensor, ctx: StepContext, initial: str) -> Tensor:
-    """``H_0``: ``(B, n, n)`` identity, or identity / L."""
+    """``H_0``: ``(B, n, n)`` identity (``"identity"``, and ``"curvature"`` until its first
+    pair rescales it, see :func:`bfgs_direction`), or identity / L (``"lipschitz"``)."""
     eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device).expand(x.shape[0], -1, -1)
-    if initial == "identity":
+    if initial in ("identity", "curvature"):
         return eye.clone()
     return eye * step_size(None, ctx, "BFGS with initial='lipschitz'")[:, :, None]
 
@@ -77,17 +78,30 @@ def bfgs_state(x: Tensor, ctx: StepContext, initial: str) -> State:
             f"{MAX_DENSE_DIM}); for a network use a first-order rule (e.g. rule='gomath-lasso-toy' "
             "or torch.optim.LBFGS); a learned L-BFGS is planned (issue 13)")
     return {"H": initial_inverse_hessian(x, ctx, initial), "x_prev": torch.zeros_like(x),
-            "g_prev": torch.zeros_like(x), "started": x.new_zeros(x.shape[0], 1)}
+            "g_prev": torch.zeros_like(x), "started": x.new_zeros(x.shape[0], 1),
+            "pairs": x.new_zeros(x.shape[0], 1)}
 
 
-def bfgs_direction(x: Tensor, grad: Tensor, state: State, eps: float) -> tuple[Tensor, State]:
+def bfgs_direction(x: Tensor, grad: Tensor, state: State, eps: float,
+                   rescale_first: bool = False) -> tuple[Tensor, State]:
     """Fold the last (s, y) pair into ``H`` and return ``d = H g`` ``(B, n)`` and the new
-    BFGS state (the current point and gradient become the previous ones)."""
-    H = state["H"]
-    updated = bfgs_update(H, x - state["x_prev"], grad - state["g_prev"], eps)
-    H = torch.where(state["started"][:, :, None] > 0, updated, H)
+    BFGS state (the current point and gradient become the previous ones).
+
+    With ``rescale_first`` (``initial="curvature"``), H_0 = I is replaced before the first
+    update by ``(sᵀy / yᵀy) I`` (Nocedal & Wright, Eq. 6.20): the standard scaling, which
+    needs no constant."""
+    H, started = state["H"], state["started"]
+    s, y = x - state["x_prev"], grad - state["g_prev"]
+    if rescale_first:
+        sy, yy = instance_dot(s, y), instance_dot(y, y)
+        first = (started > 0) & (state["pairs"] == 0) & (sy > 0) & (yy > 0)
+        gamma = torch.where(first, sy / torch.where(first, yy, torch.ones_like(yy)), torch.ones_like(sy))
+        H = H * gamma[:, :, None]
+    updated = bfgs_update(H, s, y, eps)
+    H = torch.where(started[:, :, None] > 0, updated, H)
     direction = torch.einsum("bij,bj->bi", H, grad)
-    return direction, {"H": H, "x_prev": x, "g_prev": grad, "started": torch.ones_like(state["started"])}
+    return direction, {"H": H, "x_prev": x, "g_prev": grad, "started": torch.ones_like(started),
+                       "pairs": state["pairs"] + (started > 0).to(x.dtype)}
 
 
 def armijo_step(x: Tensor, direction: Tensor, grad: Tensor, ctx: StepContext, initial: float = 1.0,
@@ -133,7 +147,8 @@ class BFGSRule(UpdateRule):
             ``α_k = α_{k-1} + β g_kᵀ d_{k-1}``, the derivative of f(x_k) w.r.t. α_{k-1}).
         lr: the constant step / the first trial step / α_0 (default 1).
         hypergrad_lr: β, for ``step="hypergradient"``.
-        initial: ``"identity"`` or ``"lipschitz"`` (H_0 = I / L).
+        initial: ``"identity"``, ``"lipschitz"`` (H_0 = I / L) or ``"curvature"`` (H_0 = I
+            rescaled by its first pair to ``(sᵀy / yᵀy) I``: no constant needed).
         eps: the curvature-safeguard ε.
     """
 
@@ -157,7 +172,7 @@ class BFGSRule(UpdateRule):
         return state
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
-        direction, new_state = bfgs_direction(x, grad, state, self.eps)
+        direction, new_state = bfgs_direction(x, grad, state, self.eps, rescale_first=self.initial == "curvature")
         if self.step_rule == "constant":
             alpha: Tensor | float = self.lr
         elif self.step_rule == "armijo":
@@ -272,7 +287,7 @@ class LearnedBFGSRule(CoordinateLSTMRule):
         return {**bfgs_state(x, ctx, self.initial), "p": torch.full_like(x, self.p_max / 2), "direction": torch.zeros_like(x)}
 
     def features(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
-        direction, bfgs = bfgs_direction(x, grad, state, self.eps)
+        direction, bfgs = bfgs_direction(x, grad, state, self.eps, rescale_first=self.initial == "curvature")
         tiny = torch.finfo(x.dtype).tiny
         started = state["started"]  # no (s, y) pair before the first step: zeros, not x
         s, y = started * (x - state["x_prev"]), started * (grad - state["g_prev"])

@@ -200,3 +200,35 @@ def test_learned_bfgs_line_search_needs_a_closure():
     with pytest.raises(ValueError, match="needs the objective: call step\\(closure\\)"):
         optimizer.step()
     assert torch.equal(w.detach(), torch.ones(4, dtype=torch.float64))
+
+
+def test_curvature_initial_scaling_needs_no_constant():
+    """H_0 = I rescaled by the first pair to (sᵀy / yᵀy) I (Nocedal & Wright 6.20): on
+    f = c/2 ||x||² the rescaled H is exactly I / c, so the second step lands on the minimizer."""
+    c = 37.0
+    x = torch.ones(1, 4, dtype=torch.float64)
+    rule = BFGSRule("constant", lr=0.01, initial="curvature")
+    ctx = StepContext.constant(x)
+    state = rule.init_state(x, ctx)
+    x, state = rule.step(x, c * x, state, ctx)      # the first step: H_0 = I, a small constant step
+    x, state = rule.step(x, c * x, state, ctx)      # the pair rescales H to I / c, then updates it
+    torch.testing.assert_close(state["H"][0], torch.eye(4, dtype=torch.float64) / c)
+
+
+def test_learned_bfgs_drop_in_without_constants_uses_the_curvature_scaling():
+    g = torch.Generator().manual_seed(5)
+    A = torch.randn(12, 6, generator=g, dtype=torch.float64)
+    b = torch.randn(12, generator=g, dtype=torch.float64)
+    w = torch.nn.Parameter(torch.zeros(6, dtype=torch.float64))
+    optimizer = LearnedOptimizer([w], rule="bfgs-least-squares")  # neither lipschitz nor lr
+    assert optimizer.rule_for(optimizer.param_groups[0]).initial == "curvature"
+
+    def closure():
+        optimizer.zero_grad()
+        loss = 0.5 * (A @ w - b).pow(2).sum()
+        loss.backward()
+        return loss
+    values = [float(closure())] + [float(optimizer.step(closure)) for _ in range(60)]
+    optimum = 0.5 * float((A @ torch.linalg.lstsq(A, b).solution - b).pow(2).sum())
+    assert all(after <= before * (1 + 1e-12) for before, after in zip(values, values[1:]))
+    assert values[-1] - optimum < 1e-8 * values[0]
