@@ -104,6 +104,47 @@ def bfgs_direction(x: Tensor, grad: Tensor, state: State, eps: float,
                        "pairs": state["pairs"] + (started > 0).to(x.dtype)}
 
 
+def lbfgs_state(x: Tensor, memory: int) -> State:
+    """The L-BFGS part of a rule's state: the last ``memory`` pairs ``S, Y`` ``(B, m, n)``
+    (newest last), the previous point and gradient, ``started`` and ``pairs`` ``(B, 1)``.
+    O(m·n) memory per instance instead of dense BFGS's n²."""
+    zeros = x.new_zeros(x.shape[0], 1)
+    return {"S": x.new_zeros(x.shape[0], memory, x.shape[1]), "Y": x.new_zeros(x.shape[0], memory, x.shape[1]),
+            "x_prev": torch.zeros_like(x), "g_prev": torch.zeros_like(x), "started": zeros, "pairs": zeros}
+
+
+def lbfgs_direction(x: Tensor, grad: Tensor, state: State, eps: float,
+                    scaling: bool = True) -> tuple[Tensor, State]:
+    """Store the last (s, y) pair (skipped where ``yᵀs <= ε ||s|| ||y||``, as in
+    :func:`bfgs_update`) and return ``d = H g`` by the two-loop recursion (Nocedal & Wright,
+    Algorithm 7.4) with ``H_0 = γ I``, ``γ = sᵀy / yᵀy`` of the newest pair (``scaling``;
+    else γ = 1, when d equals dense BFGS's from H_0 = I while no pair has been dropped)."""
+    S, Y, started = state["S"], state["Y"], state["started"]
+    memory = S.shape[1]
+    s, y = x - state["x_prev"], grad - state["g_prev"]
+    sy = instance_dot(s, y)
+    accept = (started > 0) & (sy > eps * instance_norm(s) * instance_norm(y))
+    S = torch.where(accept[:, :, None], torch.cat([S[:, 1:], s[:, None]], dim=1), S)
+    Y = torch.where(accept[:, :, None], torch.cat([Y[:, 1:], y[:, None]], dim=1), Y)
+    pairs = torch.clamp(state["pairs"] + accept.to(x.dtype), max=memory)
+    sy_all, yy_all = (S * Y).sum(-1), (Y * Y).sum(-1)  # (B, m)
+    valid = torch.arange(memory, device=x.device)[None, :] >= memory - pairs  # the newest `pairs` slots
+    rho = torch.where(valid, 1.0 / torch.where(valid, sy_all, torch.ones_like(sy_all)), torch.zeros_like(sy_all))
+    q, alphas = grad, [None] * memory
+    for i in reversed(range(memory)):
+        alphas[i] = rho[:, i : i + 1] * instance_dot(S[:, i], q)
+        q = q - alphas[i] * Y[:, i]
+    gamma = torch.ones_like(sy)
+    if scaling:
+        newest = pairs > 0
+        gamma = torch.where(newest, sy_all[:, -1:] / torch.where(newest, yy_all[:, -1:], torch.ones_like(sy)), gamma)
+    r = gamma * q
+    for i in range(memory):
+        beta = rho[:, i : i + 1] * instance_dot(Y[:, i], r)
+        r = r + (alphas[i] - beta) * S[:, i]
+    return r, {"S": S, "Y": Y, "x_prev": x, "g_prev": grad, "started": torch.ones_like(started), "pairs": pairs}
+
+
 def armijo_step(x: Tensor, direction: Tensor, grad: Tensor, ctx: StepContext, initial: float = 1.0,
                 c1: float = 1e-4, shrink: float = 0.5, max_backtracks: int = 40, or_stay: bool = False) -> Tensor:
     """Backtracking: the first ``α = initial · shrinkʲ`` with
@@ -257,15 +298,22 @@ class LearnedBFGSRule(CoordinateLSTMRule):
     Args: ``hidden_size``, ``num_layers``; ``p_max`` (2); ``c`` (0.5); ``initial`` H_0
     (default ``"lipschitz"``); ``eps`` the curvature safeguard; ``state_init`` of the
     LSTM (``"zeros"``: this is l2o's own method, with no official code to follow);
-    ``line_search`` (default False: the step as trained).
+    ``line_search`` (default False: the step as trained); ``memory``: 0 for dense BFGS
+    (H is n × n), or m > 0 for the **learned L-BFGS**: the same network and bounds on the
+    two-loop-recursion direction of the last m pairs (:func:`lbfgs_direction`, H_0 from the
+    newest pair, so no L), O(m·n) memory: usable on networks. The bounds' proof only needs
+    ``d = H g`` with H positive definite, which the two-loop recursion's H is.
     """
 
     def __init__(self, hidden_size: int = 20, num_layers: int = 2, p_max: float = 2.0, c: float = 0.5,
                  initial: str = "lipschitz", eps: float = 1e-8, state_init: str = "zeros",
-                 line_search: bool = False) -> None:
+                 line_search: bool = False, memory: int = 0) -> None:
         super().__init__(num_features=6, hidden_size=hidden_size, num_layers=num_layers,
                          heads=("direction", "scale"), state_init=state_init)
         self.line_search = bool(line_search)
+        if not isinstance(memory, int) or memory < 0:
+            raise ValueError(f"Invalid memory: {memory!r} (0 for dense BFGS, or the number of L-BFGS pairs)")
+        self.memory = memory
         if not p_max > 0 or not 0 < c < 1:
             raise ValueError(f"Invalid bounds: need p_max > 0 and 0 < c < 1, got p_max={p_max}, c={c}")
         if initial not in INITIALS:
@@ -277,17 +325,23 @@ class LearnedBFGSRule(CoordinateLSTMRule):
     lipschitz_at_init_only = True
 
     def needs_lipschitz(self) -> bool:
-        return self.initial == "lipschitz"
+        return self.initial == "lipschitz" and not self.memory
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "p_max": self.p_max, "c": self.c, "initial": self.initial, "eps": self.eps,
-                "line_search": self.line_search}
+        config = {**super().config(), "p_max": self.p_max, "c": self.c, "initial": self.initial, "eps": self.eps,
+                  "line_search": self.line_search}
+        return {**config, "memory": self.memory} if self.memory else config
 
     def extra_state(self, x: Tensor, ctx: StepContext) -> State:
-        return {**bfgs_state(x, ctx, self.initial), "p": torch.full_like(x, self.p_max / 2), "direction": torch.zeros_like(x)}
+        quasi_newton = lbfgs_state(x, self.memory) if self.memory else bfgs_state(x, ctx, self.initial)
+        return {**quasi_newton, "p": torch.full_like(x, self.p_max / 2), "direction": torch.zeros_like(x)}
 
     def features(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
-        direction, bfgs = bfgs_direction(x, grad, state, self.eps, rescale_first=self.initial == "curvature")
+        if self.memory:
+            direction, bfgs = lbfgs_direction(x, grad, {k: state[k] for k in ("S", "Y", "x_prev", "g_prev", "started",
+                                                                               "pairs")}, self.eps)
+        else:
+            direction, bfgs = bfgs_direction(x, grad, state, self.eps, rescale_first=self.initial == "curvature")
         tiny = torch.finfo(x.dtype).tiny
         started = state["started"]  # no (s, y) pair before the first step: zeros, not x
         s, y = started * (x - state["x_prev"]), started * (grad - state["g_prev"])
