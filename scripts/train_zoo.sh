@@ -24,9 +24,10 @@ declare -A CONFIG=(
   [ntk-gd-qp]="configs/ntk_gd_qp.yaml $BUDGET_NTK"
   [bfgs-least-squares]="configs/bfgs_least_squares.yaml"
   [bfgs-logistic]="configs/bfgs_logistic.yaml"
+  [lbfgs-least-squares]="configs/lbfgs_least_squares.yaml"
   [zo-least-squares]="configs/zo_least_squares.yaml"
 )
-ORDER=(gomath-lasso-toy mathl2o-lasso-toy l2l-lasso-toy rnnprop-lasso-toy gomath-logistic mathl2o-logistic gomath-lasso mathl2o-lasso ntk-gd-qp bfgs-least-squares bfgs-logistic zo-least-squares)
+ORDER=(gomath-lasso-toy mathl2o-lasso-toy l2l-lasso-toy rnnprop-lasso-toy gomath-logistic mathl2o-logistic gomath-lasso mathl2o-lasso ntk-gd-qp bfgs-least-squares bfgs-logistic lbfgs-least-squares zo-least-squares)
 entries=("${@:-${ORDER[@]}}")
 for name in "${entries[@]}"; do
   read -r config overrides <<<"${CONFIG[$name]} "
