@@ -14,7 +14,7 @@ from l2o.rules import AdamHDRule, FISTARule, ProxGDRule, SGDHDRule, UpdateRule
 from l2o.rules.adam import validate_adam
 from l2o.rules.base import validate_lr
 from l2o.rules.hypergradient import validate_hypergradient
-from l2o.rules.lipschitz import LipschitzEstimate
+from l2o.rules.lipschitz import without_constants
 
 Params = Iterable[Tensor] | Iterable[dict[str, Any]]
 
@@ -45,10 +45,6 @@ def _validate_step_size(group: dict[str, Any]) -> None:
     lr_from_lipschitz(group)
 
 
-def _estimating(rule: UpdateRule) -> UpdateRule:
-    """``rule`` with the online L estimate when it has no step size (neither lr nor lipschitz)."""
-    return LipschitzEstimate(rule) if rule.needs_lipschitz() else rule
-
 
 class ProxGD(RuleOptimizer):
     r"""Proximal gradient descent (ISTA); plain GD when ``l1 = 0``.
@@ -74,7 +70,7 @@ class ProxGD(RuleOptimizer):
         _validate_step_size(group)
 
     def rule_for(self, group: dict[str, Any]) -> UpdateRule:
-        return _estimating(ProxGDRule(lr=group["lr"]))
+        return without_constants(ProxGDRule(lr=group["lr"]))
 
 
 ISTA = ProxGD
@@ -99,7 +95,7 @@ class FISTA(RuleOptimizer):
         _validate_step_size(group)
 
     def rule_for(self, group: dict[str, Any]) -> UpdateRule:
-        return _estimating(FISTARule(lr=group["lr"], restart=group["restart"]))
+        return without_constants(FISTARule(lr=group["lr"], restart=group["restart"]))
 
 
 class SGDHD(RuleOptimizer):

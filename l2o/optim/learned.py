@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any, Callable, Iterable
 
 from torch import Tensor
 
 from l2o.optim.base import RuleOptimizer, lr_from_lipschitz
 from l2o.rules.base import StepContext, UpdateRule, validate_lr
-from l2o.rules.bfgs import BFGSRule, LearnedBFGSRule
-from l2o.rules.lipschitz import LipschitzEstimate
+from l2o.rules.bfgs import LearnedBFGSRule
+from l2o.rules.lipschitz import without_constants
 from l2o.rules.safeguard import SafeguardedRule
 
 
@@ -74,20 +75,9 @@ class LearnedOptimizer(RuleOptimizer):
             rule.compile_kernels()
         self.rule = SafeguardedRule(rule) if safeguard else rule
         self.safeguard = bool(safeguard)
-        #: the rule for groups given neither lipschitz nor lr: BFGS with the standard H_0
-        #: scaling from its first curvature pair, any other 1/L rule on the online L estimate
-        self.estimating_rule = self._without_constants(self.rule, getattr(rule, "lipschitz_scale", 1.0))
+        #: the rule for groups given neither lipschitz nor lr (:func:`~l2o.rules.lipschitz.without_constants`)
+        self.estimating_rule = without_constants(self.rule, getattr(rule, "lipschitz_scale", 1.0))
         super().__init__(params, {"l1": l1, "lipschitz": lipschitz, "lr": lr}, check_finite)
-
-    @staticmethod
-    def _without_constants(rule: UpdateRule, scale: float) -> UpdateRule | None:
-        if not (rule.needs_lipschitz() and rule.uses_gradient):
-            return None
-        if isinstance(rule, (BFGSRule, LearnedBFGSRule)):
-            rule = copy.copy(rule)  # shares the weights; H_0 = (sᵀy / yᵀy) I needs no L
-            rule.initial = "curvature"
-            return rule
-        return LipschitzEstimate(rule, scale=scale)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         if self.safeguard and closure is None:
@@ -121,13 +111,14 @@ class LearnedOptimizer(RuleOptimizer):
         (e.g. the LSTM's h, c) follow the parameters' precision as in ``torch.optim``: a
         copy cast to that dtype is made once and reused (changes to ``self.rule``'s weights
         after the first step of a group of another dtype do not reach that copy)."""
-        estimate = group["lr"] is None and group["lipschitz"] is None and self.estimating_rule is not None
+        estimate = group["lr"] is None and group["lipschitz"] is None
         rule = self.estimating_rule if estimate else self.rule
         dtype = group["params"][0].dtype
-        weights = next((t for t in rule.state_dict().values() if t.is_floating_point()), None)
+        weights = next((t for t in itertools.chain(rule.parameters(), rule.buffers()) if t.is_floating_point()), None)
         if weights is None or weights.dtype == dtype:
             return rule
         copies = self.__dict__.setdefault("_rule_in_dtype", {})
-        if (dtype, estimate) not in copies:
-            copies[(dtype, estimate)] = copy.deepcopy(rule).to(dtype)
-        return copies[(dtype, estimate)]
+        key = (dtype, rule is self.rule)
+        if key not in copies:
+            copies[key] = copy.deepcopy(rule).to(dtype)
+        return copies[key]

@@ -159,3 +159,29 @@ def validate_lr(lr: float | None, allow_none: bool = True) -> None:
         return
     if not isinstance(lr, (int, float)) or not (0.0 <= float(lr) < float("inf")):
         raise ValueError(f"Invalid learning rate: {lr}")
+
+
+class RuleWrapper(UpdateRule):
+    """Base of rules that run another rule, ``self.rule`` (the safeguard, the online L
+    estimate): its kernels are theirs, and its state is kept in theirs under ``inner.*`` keys.
+    """
+
+    INNER = "inner."
+
+    def __init__(self, rule: UpdateRule) -> None:
+        super().__init__()
+        self.rule = rule
+
+    def compile_kernels(self, enabled: bool = True) -> "RuleWrapper":
+        self.rule.compile_kernels(enabled)
+        return self
+
+    @classmethod
+    def inner_state(cls, state: State) -> State:
+        """The wrapped rule's state, out of this rule's ``state``."""
+        return {k[len(cls.INNER):]: v for k, v in state.items() if k.startswith(cls.INNER)}
+
+    @classmethod
+    def outer_state(cls, inner: State, **own: Tensor) -> State:
+        """This rule's state: the wrapped rule's ``inner`` under ``inner.*``, plus ``own``."""
+        return {**{cls.INNER + k: v for k, v in inner.items()}, **own}

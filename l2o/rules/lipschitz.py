@@ -23,18 +23,19 @@ between those points, which are the points the gradients were taken at.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import torch
 from torch import Tensor
 
 from l2o.features import instance_norm
-from l2o.rules.base import State, StepContext, UpdateRule
+from l2o.rules.base import RuleWrapper, State, StepContext, UpdateRule
+from l2o.rules.bfgs import BFGSRule, LearnedBFGSRule
 
-INNER = "inner."
 
 
-class LipschitzEstimate(UpdateRule):
+class LipschitzEstimate(RuleWrapper):
     """``rule`` run with the online estimate L̂_k of L (module docstring) as ``ctx.lipschitz``.
 
     Args:
@@ -50,7 +51,6 @@ class LipschitzEstimate(UpdateRule):
     """
 
     def __init__(self, rule: UpdateRule, first_step: float = 1e-3, scale: float = 1.0) -> None:
-        super().__init__()
         if isinstance(rule, LipschitzEstimate):
             raise ValueError("the rule already estimates L")
         if not rule.uses_gradient:
@@ -59,15 +59,11 @@ class LipschitzEstimate(UpdateRule):
             raise ValueError(f"Invalid first_step: {first_step} (a finite float > 0)")
         if not 0.0 < scale < float("inf"):
             raise ValueError(f"Invalid scale: {scale} (a finite float > 0)")
-        self.rule, self.first_step, self.scale = rule, float(first_step), float(scale)
-        self.uses_gradient = True
+        super().__init__(rule)
+        self.first_step, self.scale = float(first_step), float(scale)
 
     def needs_lipschitz(self) -> bool:
         return False
-
-    def compile_kernels(self, enabled: bool = True) -> "LipschitzEstimate":
-        self.rule.compile_kernels(enabled)
-        return self
 
     def init_state(self, x: Tensor, ctx: StepContext) -> State:
         """The estimator's own state; the wrapped rule's is made at the first step, when
@@ -90,16 +86,30 @@ class LipschitzEstimate(UpdateRule):
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         lipschitz = self.estimate(x, grad, state)
-        inner = {k[len(INNER):]: v for k, v in state.items() if k.startswith(INNER)}
+        inner = self.inner_state(state)
         inner_ctx = dataclasses.replace(ctx, lipschitz=self.scale * lipschitz)
-        if not inner and not any(k.startswith(INNER) for k in state):
+        if not inner:  # the first step (or a rule without state, whose init is free)
             inner = self.rule.init_state(x, inner_ctx)
-        x_next, inner = self.rule.step(x, grad if self.rule.uses_gradient else None, inner, inner_ctx)
-        return x_next, {**{INNER + k: v for k, v in inner.items()}, "lipschitz": lipschitz,
-                        "steps": state["steps"] + 1, "previous_x": x, "previous_grad": grad}
+        x_next, inner = self.rule.step(x, grad, inner, inner_ctx)
+        return x_next, self.outer_state(inner, lipschitz=lipschitz, steps=state["steps"] + 1, previous_x=x,
+                                        previous_grad=grad)
 
     def iterate(self, x: Tensor, state: State) -> Tensor:
-        return self.rule.iterate(x, {k[len(INNER):]: v for k, v in state.items() if k.startswith(INNER)})
+        return self.rule.iterate(x, self.inner_state(state))
 
     def extra_repr(self) -> str:
         return f"first_step={self.first_step}, scale={self.scale}"
+
+
+def without_constants(rule: UpdateRule, scale: float = 1.0) -> UpdateRule:
+    """What a drop-in optimizer runs for ``rule`` when given neither ``lipschitz`` nor ``lr``:
+    BFGS with the standard H_0 scaling from its first curvature pair (``initial="curvature"``,
+    a shallow copy sharing the weights), any other rule that reads L on :class:`LipschitzEstimate`
+    (with ``scale``), and every other rule as it is."""
+    if not (rule.needs_lipschitz() and rule.uses_gradient):
+        return rule
+    if isinstance(rule, (BFGSRule, LearnedBFGSRule)):
+        rule = copy.copy(rule)
+        rule.initial = "curvature"
+        return rule
+    return LipschitzEstimate(rule, scale=scale)

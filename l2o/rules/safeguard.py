@@ -51,13 +51,12 @@ import torch
 from torch import Tensor
 
 from l2o.features import instance_dot
-from l2o.rules.base import State, StepContext, UpdateRule, step_size
+from l2o.rules.base import RuleWrapper, State, StepContext, UpdateRule, step_size
 
-INNER = "inner."
 MAX_HALVINGS = 60
 
 
-class SafeguardedRule(UpdateRule):
+class SafeguardedRule(RuleWrapper):
     """``rule`` under the sufficient-decrease safeguard (module docstring).
 
     Args:
@@ -71,31 +70,24 @@ class SafeguardedRule(UpdateRule):
     """
 
     def __init__(self, rule: UpdateRule, sufficient_decrease: float = 0.1) -> None:
-        super().__init__()
         if isinstance(rule, SafeguardedRule):
             raise ValueError("the rule is already safeguarded")
         if not 0.0 < sufficient_decrease <= 1.0:
             raise ValueError(f"sufficient_decrease must be in (0, 1], got {sufficient_decrease}")
-        self.rule = rule
+        super().__init__(rule)
         self.sufficient_decrease = float(sufficient_decrease)
 
     def needs_lipschitz(self) -> bool:
         return True
 
-    def compile_kernels(self, enabled: bool = True) -> "SafeguardedRule":
-        self.rule.compile_kernels(enabled)
-        return self
-
     def init_state(self, x: Tensor, ctx: StepContext) -> State:
-        inner = self.rule.init_state(x, ctx)
-        return {**{INNER + k: v for k, v in inner.items()}, "fallbacks": torch.zeros_like(x[:, :1]),
-                "max_step": torch.full_like(x[:, :1], float("inf"))}
+        return self.outer_state(self.rule.init_state(x, ctx), fallbacks=torch.zeros_like(x[:, :1]),
+                                max_step=torch.full_like(x[:, :1], float("inf")))
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         if ctx.objective is None:
             raise ValueError("the safeguard needs the objective (a closure, or problem instances)")
-        inner = {k[len(INNER):]: v for k, v in state.items() if k.startswith(INNER)}
-        candidate, inner = self.rule.step(x, grad if self.rule.uses_gradient else None, inner, ctx)
+        candidate, inner = self.rule.step(x, grad if self.rule.uses_gradient else None, self.inner_state(state), ctx)
         alpha = torch.minimum(torch.as_tensor(step_size(None, ctx, "the safeguard"), dtype=x.dtype,
                                               device=x.device).expand_as(x[:, :1]), state["max_step"])
         fallback = ctx.prox(x - alpha * grad, alpha)
@@ -105,24 +97,25 @@ class SafeguardedRule(UpdateRule):
         accept = torch.isfinite(proposed) & (proposed <= current - decrease)
         max_step = state["max_step"]
         if not bool(accept.all()):
-            fallback, backtracked = self._verified_fallback(x, grad, current, alpha, ~accept, ctx)
+            fallback, backtracked = self._verified_fallback(x, grad, current, alpha, fallback, ~accept, ctx)
             max_step = torch.where(backtracked < alpha, backtracked, max_step)
         x_next = torch.where(accept, candidate, fallback)
-        return x_next, {**{INNER + k: v for k, v in inner.items()},
-                        "fallbacks": state["fallbacks"] + (~accept).to(x.dtype), "max_step": max_step}
+        return x_next, self.outer_state(inner, fallbacks=state["fallbacks"] + (~accept).to(x.dtype), max_step=max_step)
 
     @staticmethod
-    def _verified_fallback(x: Tensor, grad: Tensor, current: Tensor, alpha: Tensor, rows: Tensor,
-                           ctx: StepContext) -> tuple[Tensor, Tensor]:
+    def _verified_fallback(x: Tensor, grad: Tensor, current: Tensor, alpha: Tensor, fallback: Tensor,
+                           rows: Tensor, ctx: StepContext) -> tuple[Tensor, Tensor]:
         """``(T(x), α)`` with α halved where the descent lemma fails at T (module docstring),
-        checked on the instances ``rows`` ``(B, 1)`` that take the fallback."""
+        checked on the instances ``rows`` ``(B, 1)`` that take the fallback; ``fallback`` is
+        T(x) at the given α, already computed by the step."""
 
         def nonsmooth(z: Tensor) -> Tensor:
             return (ctx.l1 * ctx.nonsmooth_point(z).abs()).sum(-1, keepdim=True)
 
         smooth = current - nonsmooth(x)
-        for _ in range(MAX_HALVINGS):
-            fallback = ctx.prox(x - alpha * grad, alpha)
+        for attempt in range(MAX_HALVINGS):
+            if attempt:
+                fallback = ctx.prox(x - alpha * grad, alpha)
             d = fallback - x
             bound = smooth + instance_dot(grad, d) + instance_dot(d, d) / (2 * alpha)
             value = ctx.objective(fallback)[:, None] - nonsmooth(fallback)

@@ -163,6 +163,21 @@ def test_dense_bfgs_refuses_a_network_sized_problem_before_allocating():
     assert torch.equal(huge.detach(), torch.zeros(1_000_000))
 
 
+def _least_squares_drop_in(A, b, start: float, steps: int, **optimizer_kwargs) -> tuple[list[float], float]:
+    """The losses of ``steps`` ``LearnedOptimizer(**optimizer_kwargs)`` steps on ½||A w − b||²
+    from w = start (the first value is at the start), and the least-squares optimum."""
+    w = torch.nn.Parameter(torch.full((A.shape[1],), start, dtype=torch.float64))
+    optimizer = LearnedOptimizer([w], **optimizer_kwargs)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = 0.5 * (A @ w - b).pow(2).sum()
+        loss.backward()
+        return loss
+    values = [float(closure())] + [float(optimizer.step(closure)) for _ in range(steps)]
+    return values, 0.5 * float((A @ torch.linalg.lstsq(A, b).solution - b).pow(2).sum())
+
+
 @pytest.mark.parametrize("name", ["bfgs-least-squares", "bfgs-logistic"])
 def test_learned_bfgs_as_a_drop_in_decreases_every_step_on_least_squares(name):
     """The zoo's learned BFGS on small least-squares problems with the exact L: without the
@@ -174,17 +189,9 @@ def test_learned_bfgs_as_a_drop_in_decreases_every_step_on_least_squares(name):
             g = torch.Generator().manual_seed(seed)
             A = torch.randn(10, 5, generator=g, dtype=torch.float64)
             b = torch.randn(10, generator=g, dtype=torch.float64)
-            w = torch.nn.Parameter(torch.full((5,), 3.0, dtype=torch.float64))
-            optimizer = LearnedOptimizer([w], rule=name, lipschitz=float(torch.linalg.eigvalsh(A.T @ A)[-1]),
-                                         line_search=line_search)
-
-            def closure():
-                optimizer.zero_grad()
-                loss = 0.5 * (A @ w - b).pow(2).sum()
-                loss.backward()
-                return loss
-            values = [float(closure())] + [float(optimizer.step(closure)) for _ in range(200)]
-            optimum = 0.5 * float((A @ torch.linalg.lstsq(A, b).solution - b).pow(2).sum())
+            values, optimum = _least_squares_drop_in(
+                A, b, 3.0, 200, rule=name, lipschitz=float(torch.linalg.eigvalsh(A.T @ A)[-1]),
+                line_search=line_search)
             increases[(line_search, seed)] = sum(after > before * (1 + 1e-12) for before, after in zip(values, values[1:]))
             if line_search is None:
                 assert values[-1] - optimum < 1e-8 * values[0]
@@ -219,17 +226,9 @@ def test_learned_bfgs_drop_in_without_constants_uses_the_curvature_scaling():
     g = torch.Generator().manual_seed(5)
     A = torch.randn(12, 6, generator=g, dtype=torch.float64)
     b = torch.randn(12, generator=g, dtype=torch.float64)
-    w = torch.nn.Parameter(torch.zeros(6, dtype=torch.float64))
-    optimizer = LearnedOptimizer([w], rule="bfgs-least-squares")  # neither lipschitz nor lr
+    optimizer = LearnedOptimizer([torch.zeros(6, requires_grad=True)], rule="bfgs-least-squares")
     assert optimizer.rule_for(optimizer.param_groups[0]).initial == "curvature"
-
-    def closure():
-        optimizer.zero_grad()
-        loss = 0.5 * (A @ w - b).pow(2).sum()
-        loss.backward()
-        return loss
-    values = [float(closure())] + [float(optimizer.step(closure)) for _ in range(60)]
-    optimum = 0.5 * float((A @ torch.linalg.lstsq(A, b).solution - b).pow(2).sum())
+    values, optimum = _least_squares_drop_in(A, b, 0.0, 60, rule="bfgs-least-squares")  # neither lipschitz nor lr
     assert all(after <= before * (1 + 1e-12) for before, after in zip(values, values[1:]))
     assert values[-1] - optimum < 1e-8 * values[0]
 
