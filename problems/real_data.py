@@ -7,6 +7,9 @@ BSDS500 patches and UCI sets; we use data that is already installed instead).
   setosa, versicolor, virginica).
 * A natural photograph (Grace Hopper, 512 × 600 grey levels), as shipped in Matplotlib's
   sample data (``mpl-data/sample_data/grace_hopper.jpg``).
+* The UCI optical handwritten digits (1797 images of 8 × 8 grey levels 0–16, 10 classes), as
+  shipped in scikit-learn's package data (``sklearn.datasets.load_digits``): the real
+  network-training task of the drop-in evaluation.
 
 Normalization (stated because the spec leaves it open): image patches are mean-removed and
 scaled to unit ℓ2 norm (dictionary columns and targets alike, the LASSO generator's column
@@ -45,6 +48,16 @@ def iris(positive: str = "virginica", negative: str = "versicolor") -> tuple[Ten
     features = (features - features.mean(0)) / features.std(0)
     labels = np.concatenate([np.ones(50), -np.ones(50)])
     return torch.from_numpy(features), torch.from_numpy(labels)
+
+
+@lru_cache(maxsize=1)
+def digits() -> tuple[Tensor, Tensor]:
+    """scikit-learn's digits: features ``(1797, 64)`` float64 in [0, 1] (grey levels / 16)
+    and labels ``(1797,)`` int64 in 0..9, in the shipped order."""
+    from sklearn.datasets import load_digits
+
+    features, labels = load_digits(return_X_y=True)
+    return torch.from_numpy(features / 16.0), torch.from_numpy(labels).long()
 
 
 def iris_logistic(l1: float = 0.01, ridge: float = 0.0) -> LogisticInstances:

@@ -40,7 +40,10 @@ from l2o.rules.zeroth_order import (
     LearnedAggregator,
     ZORule,
     aggregate,
+    default_step,
     difference_quotients,
+    directional_curvature,
+    estimate_scale,
     relative_progress,
 )
 
@@ -55,7 +58,25 @@ def _same_bits(a: Tensor, b: Tensor) -> Tensor:
 
 
 class ZOOptimizer(CopyableOptimizer):
-    """Zeroth-order descent ``θ ← θ - lr · Σ_i c_i u_i`` (module docstring).
+    """Zeroth-order descent ``θ ← θ - lr · g``, ``g = s Σ_i c_i u_i`` (module docstring).
+
+    **What lr means.** ``g`` estimates the gradient at the same scale for every aggregator
+    (``E[g] ≈ ∇f``: ZO-Align and the learned aggregator are multiplied by ``s = n / q``,
+    n the number of trainable elements; :func:`~l2o.rules.zeroth_order.estimate_scale`),
+    so ``lr`` is SGD's learning rate on that estimate whatever the aggregator, and
+    switching ``avg`` <-> ``align`` at one ``lr`` keeps the expected step. ZO-Avg at q = 1
+    with ``lr`` is MeZO's ZO-SGD with that learning rate.
+
+    **No lr (default).** With ``lr=None`` the step is set from the curvature the queries
+    measure, with no constant to know: the central differences give the curvature along
+    each direction, ``κ_i = (f(θ + μu_i) + f(θ − μu_i) − 2 f(θ)) / (μ² ||u_i||²)`` (one more
+    closure call per step, for f(θ)), ``L̂_k`` is the running maximum of ``max_i κ_i`` over
+    the steps (a lower bound of L on a quadratic, growing toward the curvature met), and
+    the step is ``default_step / L̂_k`` (``q / ((n + q + 1) L̂)`` for ZO-Avg, ``q / (n L̂)``
+    for the others: :func:`~l2o.rules.zeroth_order.default_step`), the step that decreases
+    the expected quadratic model most. Until some positive curvature has been measured no
+    step is taken. Needs ``scheme="central"``; :attr:`curvature` is ``L̂_k``. A group may
+    still set its own ``lr`` (a scheduler then scales that group's).
 
     Contract: non-contiguous parameters are perturbed in place through views; frozen
     parameters (``requires_grad=False``) are never touched, and with all of them frozen
@@ -67,7 +88,8 @@ class ZOOptimizer(CopyableOptimizer):
 
     Args:
         params: parameters or param groups (per-group ``lr``).
-        lr: step size (> 0).
+        lr: step size (> 0) on the gradient estimate, as SGD's; None (default): from the
+            measured curvature (above).
         q: queries (directions) per step.
         aggregator: ``"avg"`` | ``"align"`` | a zoo entry name (a learned aggregator, ``zo`` in
             its name) | a :class:`~l2o.rules.ZORule` or :class:`~l2o.rules.LearnedAggregator`.
@@ -76,33 +98,50 @@ class ZOOptimizer(CopyableOptimizer):
         directions: ``"gaussian"`` | ``"sphere"``; scheme: ``"central"`` (2q evaluations per
             step) | ``"forward"`` (q + 1).
 
-    ``step(closure)`` returns the loss at the current point (forward scheme) or the mean of
-    the 2q perturbed losses, an O(μ²) estimate of it (central scheme, no extra evaluation).
+    ``step(closure)`` returns the loss at the current point (forward scheme, and the central
+    scheme with ``lr=None``, which evaluates it) or the mean of the 2q perturbed losses, an
+    O(μ²) estimate of it (central scheme with an ``lr``, no extra evaluation).
     """
 
-    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float, q: int = 1,
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float | None = None, q: int = 1,
                  aggregator: str | ZORule | LearnedAggregator = "avg", mu: float = 1e-3,
                  seed: int | None = None, directions: str = "gaussian", scheme: str = "central") -> None:
-        if not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
-            raise ValueError(f"Invalid learning rate: {lr} (a finite float > 0)")
+        _validate_lr(lr)
         if not isinstance(q, int) or q < 1:
             raise ValueError(f"Invalid q: {q!r} (a positive int)")
         if not isinstance(mu, (int, float)) or not 0 < mu < math.inf:
             raise ValueError(f"Invalid mu: {mu} (a finite float > 0)")
         if directions not in DIRECTIONS or scheme not in SCHEMES:
             raise ValueError(f"Invalid directions {directions!r} or scheme {scheme!r}: choose from {DIRECTIONS}, {SCHEMES}")
-        super().__init__(params, {"lr": float(lr)})
-        for group in self.param_groups:
+        self.q, self.mu, self.directions, self.scheme = q, float(mu), directions, scheme
+        super().__init__(params, {"lr": None if lr is None else float(lr)})
+        self.aggregator = _resolve_aggregator(aggregator)
+        base = int(torch.randint(0, 2**31 - 1, ())) if seed is None else int(seed)
+        self._meta.update({"seed": base, "step": 0, "last": math.nan, "curvature": 0.0})
+        self.last_restore_log = 0
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            _validate_lr(group["lr"])
+            if group["lr"] is None and self.scheme != "central":
+                raise ValueError("lr=None measures the curvature from central differences: pass scheme='central' "
+                                 "or an lr")
             for p in group["params"]:
                 if p.is_sparse or p.is_complex() or not p.is_floating_point():
                     raise ValueError("ZOOptimizer supports dense, real floating-point parameters only")
-        self.q, self.mu, self.directions, self.scheme = q, float(mu), directions, scheme
-        self.aggregator = _resolve_aggregator(aggregator)
-        base = int(torch.randint(0, 2**31 - 1, ())) if seed is None else int(seed)
-        self._meta.update({"seed": base, "step": 0, "last": math.nan})
-        self.last_restore_log = 0
+        except ValueError:
+            self.param_groups.pop()
+            raise
 
     _step_supports_amp_scaling = True  # so that GradScaler.step reaches step(), which explains itself
+
+    @property
+    def curvature(self) -> float:
+        """``L̂_k``: the largest curvature measured along a direction so far (``lr=None``; 0
+        before any positive one)."""
+        return self._meta.get("curvature", 0.0)
 
     # ------------------------------------------------------------------ helpers
     def _params(self) -> list[Tensor]:
@@ -180,11 +219,13 @@ class ZOOptimizer(CopyableOptimizer):
         dim = sum(p.numel() for p in params)
         if dim == 0:  # every parameter frozen: nothing to estimate, as torch.optim with no grads
             return self._evaluate(closure)
-        gram = self._gram() if (self.aggregator != "avg" or self.directions == "sphere") else None
+        rates = [group["lr"] for group in self.param_groups for p in group["params"] if p.requires_grad]
+        measure = any(lr is None for lr in rates)  # the curvature, for the groups without lr
+        gram = self._gram() if (self.aggregator != "avg" or self.directions == "sphere" or measure) else None
         scale = torch.ones(self.q, dtype=torch.float64) if gram is None or self.directions == "gaussian" \
             else 1.0 / gram.diagonal().sqrt()  # sphere: u_i / ||u_i||
         plus, minus = [], []
-        base = self._evaluate(closure) if self.scheme == "forward" else None
+        base = self._evaluate(closure) if (self.scheme == "forward" or measure) else None
         for i in range(self.q):
             for sign, values in ((1.0, plus), (-1.0, minus))[: 2 if self.scheme == "central" else 1]:
                 amount = sign * self.mu * float(scale[i])
@@ -196,22 +237,32 @@ class ZOOptimizer(CopyableOptimizer):
         other = minus if self.scheme == "central" else [base]
         delta, loss = difference_quotients(torch.tensor(plus, dtype=torch.float64),
                                            torch.tensor(other, dtype=torch.float64), self.mu, self.scheme)
-        loss = float(loss)
+        loss = float(loss) if base is None else base
         if gram is not None and self.directions == "sphere":
             gram = gram * scale[:, None] * scale[None, :]
+        if measure:
+            curvature = directional_curvature(torch.tensor(plus, dtype=torch.float64), torch.tensor(minus, dtype=torch.float64),
+                                              torch.tensor([base], dtype=torch.float64), self.mu, gram.diagonal())
+            self._meta["curvature"] = max(self.curvature, float(curvature.max()))
+            curvature_step = default_step(self.aggregator, self.q, dim) / self.curvature if self.curvature > 0 else 0.0
+            rates = [curvature_step if lr is None else lr for lr in rates]
         progress = relative_progress(torch.tensor([[self._meta["last"]]], dtype=torch.float64),
                                      torch.tensor([[loss]], dtype=torch.float64))
         coefficients = aggregate(self.aggregator, delta[None], gram[None] if gram is not None else None, dim,
-                                 self.directions, progress)[0] * scale
-        rates = [group["lr"] for group in self.param_groups for p in group["params"] if p.requires_grad]
+                                 self.directions, progress)[0] * scale * estimate_scale(self.aggregator, self.q, dim)
         for index, (p, lr) in enumerate(zip(params, rates)):
             for i in range(self.q):
-                if coefficients[i] != 0:  # a constant loss changes nothing, not even -0.0
+                if coefficients[i] != 0 and lr != 0:  # a constant loss changes nothing, not even -0.0
                     for view, u in self._chunks(i, index, p):
                         view.add_(u, alpha=-lr * float(coefficients[i]))
         self._meta["step"] += 1
         self._meta["last"] = loss
         return loss
+
+
+def _validate_lr(lr: Any) -> None:
+    if lr is not None and (not isinstance(lr, (int, float)) or not 0 < lr < math.inf):
+        raise ValueError(f"Invalid learning rate: {lr} (None, or a finite float > 0)")
 
 
 def _views(p: Tensor) -> Iterator[Tensor]:

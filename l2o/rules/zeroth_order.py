@@ -7,17 +7,27 @@ unit sphere) and finite differences with smoothing radius μ:
     forward  δ_i = (f(x + μ u_i) - f(x)) / μ              (q + 1 queries)
     central  δ_i = (f(x + μ u_i) - f(x - μ u_i)) / (2μ)   (2q queries)
 
-Aggregators map ``(U, δ)`` to an estimate ``g = Σ_i c_i u_i`` through coefficients ``c``
+Aggregators map ``(U, δ)`` to an estimate ``g = s Σ_i c_i u_i`` through coefficients ``c``
 that depend only on ``δ`` and the Gram matrix ``G = U Uᵀ`` ``(B, q, q)`` — so the drop-in
-optimizer can apply them with directions regenerated from seeds:
+optimizer can apply them with directions regenerated from seeds — and a scale ``s``
+(:func:`estimate_scale`) that makes every aggregator's ``g`` an estimate of the gradient at
+the same scale, ``E[g] ≈ ∇f_μ``: so ``lr`` means what SGD's lr means for all of them, and
+switching aggregators at the same ``lr`` changes the noise, not the step:
 
 * **ZO-Avg**: ``c = δ / q`` (× n for sphere directions, so that ``E[g] ≈ ∇f_μ``).
-* **ZO-Align**: ``c = G⁻¹ δ``, i.e. ``g = Uᵀ (U Uᵀ)⁻¹ δ``: the minimum-norm vector whose
-  directional derivatives along every u_i are the measured δ_i — the projection of the
-  gradient onto span(U). With q = n orthonormal directions, ``g`` is the finite-difference
-  gradient itself.
+* **ZO-Align**: ``c = G⁻¹ δ``, i.e. ``Uᵀ (U Uᵀ)⁻¹ δ``: the minimum-norm vector whose
+  directional derivatives along every u_i are the measured δ_i — the projection ``P_U ∇f``
+  of the gradient onto span(U). For isotropic directions ``E[P_U] = (q/n) I``, so
+  ``s = n / q`` makes it unbiased; with q = n directions ``s = 1`` and ``g`` is the
+  finite-difference gradient itself.
 * **Learned** (:class:`LearnedAggregator`): a small network over invariant summaries of
-  ``(δ, G)`` and the last step's progress mixes the two and scales the step.
+  ``(δ, G)`` and the last step's progress mixes the two (at ZO-Align's projection scale,
+  so ``s = n / q``) and scales the step.
+
+**Curvature.** Central differences also give the curvature along each direction,
+``κ_i = (f(x + μu_i) + f(x − μu_i) − 2 f(x)) / (μ² ||u_i||²)`` (exact on a quadratic, one
+more query for f(x)): :func:`directional_curvature`, which the drop-in optimizer's
+``lr=None`` runs on (no constant needed).
 
 Memory is ``O(B q n)`` here (batched problem families); the drop-in
 :class:`~l2o.optim.ZOOptimizer` never materializes ``U``.
@@ -125,17 +135,35 @@ class LearnedAggregator(nn.Module):
         return torch.exp(log_scale)[:, None] * (weight * c_align + (1 - weight) * c_avg)
 
 
-def default_step(aggregator: str, q: int, dim: int) -> float:
-    """The step (in units of 1/L) each aggregator is run with when no lr is given.
+def estimate_scale(aggregator: str | LearnedAggregator, q: int, dim: int) -> float:
+    """``s``: the factor on ``Σ_i c_i u_i`` that makes the aggregator's estimate of ∇f
+    unbiased for isotropic directions: 1 for ZO-Avg (already ``E[g] = ∇f_μ``), ``n / q`` for
+    ZO-Align and the learned aggregator, whose output is a projection onto the q-dimensional
+    span(U) (``E[P_U] = (q/n) I``)."""
+    return 1.0 if aggregator == "avg" else dim / q
 
-    ZO-Align's estimate is a projection of the gradient (``||g|| <= ||∇f||`` up to the
-    finite-difference error), so 1/L is the GD-safe step. ZO-Avg's Gaussian estimate has
-    ``E||g||² ≈ (n + q + 1) / q · ||∇f||²``, so its safe step is ``q / ((n + q + 1) L)``
-    (Nesterov & Spokoiny's 1/((n + 4) L) for q = 1, up to the constant). The learned
-    aggregator starts from the same scaling (its avg input is multiplied by that factor)
-    and 1/L, and learns to rescale.
+
+def default_step(aggregator: str | LearnedAggregator, q: int, dim: int) -> float:
+    """The step (in units of 1/L) on the scaled estimate ``g`` (:func:`estimate_scale`):
+    ``||∇f||² / E||g||²``, the step whose expected quadratic model
+    ``f - t ||∇f||² + L t² E||g||² / 2`` decreases most per unit of L.
+
+    ZO-Avg's Gaussian estimate has ``E||g||² ≈ (n + q + 1) / q · ||∇f||²``, so its step is
+    ``q / ((n + q + 1) L)`` (Nesterov & Spokoiny's 1/((n + 4) L) for q = 1, up to the
+    constant). ZO-Align's ``(n/q) P_U ∇f`` has ``E||g||² = (n/q) ||∇f||²``, so ``q / (n L)``:
+    that is 1/L on the projection itself, the GD-safe step, since ``||P_U ∇f|| <= ||∇f||``.
+    The learned aggregator starts at the same scaling (its avg input is multiplied by
+    ZO-Avg's factor) and learns to rescale.
     """
-    return q / (dim + q + 1) if aggregator == "avg" else 1.0
+    return q / (dim + q + 1) if aggregator == "avg" else q / dim
+
+
+def directional_curvature(plus: Tensor, minus: Tensor, center: Tensor, mu: float, squared_norms: Tensor) -> Tensor:
+    """``κ_i = (f(x + μu_i) + f(x − μu_i) − 2 f(x)) / (μ² ||u_i||²)``, the second difference
+    along each direction: ``plus, minus, squared_norms: (..., q)``, ``center: (..., 1)`` ->
+    ``(..., q)``. On a quadratic it is ``u_iᵀ H u_i / ||u_i||²`` exactly (a Rayleigh
+    quotient, so <= L for an L-smooth f, up to rounding)."""
+    return (plus + minus - 2 * center) / (mu**2 * squared_norms)
 
 
 def aggregate(aggregator: str | LearnedAggregator, delta: Tensor, gram: Tensor, dim: int,
@@ -153,7 +181,8 @@ def aggregate(aggregator: str | LearnedAggregator, delta: Tensor, gram: Tensor, 
 
 
 class ZORule(UpdateRule):
-    """ZO descent ``x_{k+1} = x_k - lr · g_k`` with ``g_k`` from q queries and an aggregator,
+    """ZO descent ``x_{k+1} = x_k - lr · g_k`` with ``g_k ≈ ∇f`` (:func:`estimate_scale`) from
+    q queries and an aggregator,
     on batches of problem instances (the objective comes from ``ctx.objective``; the
     gradient argument of :meth:`step` is ignored). Directions are drawn from a generator
     seeded with ``(seed, k)``: a rollout is reproducible.
@@ -161,7 +190,8 @@ class ZORule(UpdateRule):
     Args:
         aggregator: ``"avg"``, ``"align"`` or ``"learned"`` (a :class:`LearnedAggregator`,
             trained by meta-training).
-        q: queries per iteration; lr: step size (None: 1/L from the context);
+        q: queries per iteration; lr: step size on the gradient estimate, as SGD's (None:
+            :func:`default_step` with L from the context);
         mu: smoothing radius; directions: ``"gaussian"`` | ``"sphere"``;
         scheme: ``"central"`` | ``"forward"``; seed; hidden_size (learned only).
     """
@@ -209,5 +239,7 @@ class ZORule(UpdateRule):
         progress = relative_progress(state["last"], value[:, None])
         aggregator = self.aggregator if self.aggregator is not None else self.aggregator_name
         coefficients = aggregate(aggregator, delta, gram, x.shape[1], self.directions, progress)
-        lr = self.lr if self.lr is not None else default_step(self.aggregator_name, self.q, x.shape[1]) / ctx.lipschitz
-        return x - lr * combine(U, coefficients), {"k": state["k"] + 1, "last": value[:, None].detach()}
+        dim = x.shape[1]
+        lr = self.lr if self.lr is not None else default_step(aggregator, self.q, dim) / ctx.lipschitz
+        scaled = lr * estimate_scale(aggregator, self.q, dim)
+        return x - scaled * combine(U, coefficients), {"k": state["k"] + 1, "last": value[:, None].detach()}

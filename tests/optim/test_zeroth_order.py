@@ -63,12 +63,13 @@ def test_perturbations_are_restored_bit_for_bit(scheme):
 
 
 @pytest.mark.parametrize("aggregator", ["avg", "align"])
-def test_trains_a_small_model_without_ever_calling_backward(aggregator):
+@pytest.mark.parametrize("lr", [0.05, None], ids=["lr", "no-lr"])
+def test_trains_a_small_model_without_ever_calling_backward(aggregator, lr):
+    """One lr for both aggregators (their estimates have the same scale), or none at all."""
     model = _model()
     closure = _loss_closure(model)
     start = closure().item()
-    optimizer = ZOOptimizer(model.parameters(), lr=0.2 if aggregator == "align" else 0.02,
-                            q=8, aggregator=aggregator, seed=0)
+    optimizer = ZOOptimizer(model.parameters(), lr=lr, q=8, aggregator=aggregator, seed=0)
     for _ in range(300):
         optimizer.step(closure)
     final = closure().item()
@@ -121,9 +122,9 @@ def test_param_groups_lr_and_frozen_parameters():
     assert (model[2].weight - head).abs().max() < 1e-9 and optimizer.param_groups[1]["lr"] == 1e-12
 
 
-@pytest.mark.parametrize("kwargs", [{"lr": 0.0}, {"lr": float("nan")}, {"lr": 0.1, "q": 0},
+@pytest.mark.parametrize("kwargs", [{"lr": 0.0}, {"lr": float("nan")}, {"lr": "0.1"}, {"lr": 0.1, "q": 0},
                                     {"lr": 0.1, "mu": -1.0}, {"lr": 0.1, "aggregator": "median"},
-                                    {"lr": 0.1, "scheme": "backward"}])
+                                    {"lr": 0.1, "scheme": "backward"}, {"scheme": "forward"}])
 def test_invalid_hyperparameters_are_refused(kwargs):
     with pytest.raises((ValueError, KeyError)):
         ZOOptimizer(_model().parameters(), **kwargs)
@@ -155,3 +156,66 @@ def test_learned_aggregator_from_the_zoo_drives_the_optimizer():
     assert closure().item() < 0.8 * start
     with pytest.raises(ValueError, match="not a learned ZO aggregator"):
         ZOOptimizer(model.parameters(), lr=0.1, aggregator="gomath-lasso-toy")
+
+
+def _quadratic(dim: int = 30, seed: int = 0):
+    """``f(w) = ½ wᵀ H w − bᵀ w`` as a closure over a parameter, with its H's eigenvalues."""
+    generator = torch.Generator().manual_seed(seed)
+    Q = torch.linalg.qr(torch.randn(dim, dim, generator=generator, dtype=torch.float64)).Q
+    eigenvalues = torch.logspace(-1, 1, dim, dtype=torch.float64)
+    H, b = Q @ torch.diag(eigenvalues) @ Q.T, torch.randn(dim, generator=generator, dtype=torch.float64)
+    w = torch.nn.Parameter(torch.zeros(dim, dtype=torch.float64))
+    optimum = float(-0.5 * b @ torch.linalg.solve(H, b))
+    return w, (lambda: (0.5 * w @ H @ w - b @ w).detach()), eigenvalues, optimum
+
+
+@pytest.mark.parametrize("aggregator", ["avg", "align"])
+def test_without_lr_the_measured_curvature_is_a_lower_bound_of_l_and_it_converges(aggregator):
+    w, closure, eigenvalues, optimum = _quadratic()
+    optimizer = ZOOptimizer([w], q=6, aggregator=aggregator, seed=0)
+    start = float(closure())
+    estimates = []
+    for _ in range(500):
+        optimizer.step(closure)
+        estimates.append(optimizer.curvature)
+    assert all(0 < a <= b for a, b in zip(estimates, estimates[1:])), "a running maximum"
+    assert estimates[-1] <= float(eigenvalues.max()) * (1 + 1e-6), "Rayleigh quotients never exceed L"
+    assert estimates[-1] >= float(eigenvalues.mean()), "and it finds more than the mean curvature"
+    assert float(closure()) - optimum < 1e-2 * (start - optimum)
+
+
+def test_without_lr_the_step_measures_f_once_more_and_returns_it():
+    w, closure, _, _ = _quadratic(dim=5)
+    calls = []
+
+    def counted():
+        calls.append(1)
+        return closure()
+    optimizer = ZOOptimizer([w], q=3, seed=0)
+    loss = optimizer.step(counted)
+    assert len(calls) == 2 * 3 + 1 and loss == 0.0  # f(0) = 0 exactly, not the O(μ²) mean
+    with_lr = ZOOptimizer([w], lr=0.1, q=3, seed=0)
+    calls.clear()
+    with_lr.step(counted)
+    assert len(calls) == 2 * 3
+
+
+def test_the_measured_curvature_survives_a_state_dict_round_trip():
+    w, closure, _, _ = _quadratic(dim=8)
+    optimizer = ZOOptimizer([w], q=2, seed=0)
+    for _ in range(3):
+        optimizer.step(closure)
+    restored = ZOOptimizer([w], q=2, seed=1)
+    restored.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    assert restored.curvature == optimizer.curvature > 0
+
+
+def test_a_group_with_its_own_lr_keeps_it_while_the_others_use_the_curvature():
+    model = _model()
+    head_before = model[2].weight.detach().clone()
+    optimizer = ZOOptimizer([{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 1e-12}],
+                            q=2, seed=0)
+    first_before = model[0].weight.detach().clone()
+    optimizer.step(_loss_closure(model))
+    assert (model[2].weight - head_before).abs().max() < 1e-9
+    assert (model[0].weight - first_before).abs().max() > 1e-6

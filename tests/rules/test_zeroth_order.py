@@ -9,9 +9,11 @@ from l2o.eval import rollout
 from l2o.eval.metrics import relative_suboptimality
 from l2o.rules import ZORule
 from l2o.rules.zeroth_order import (
+    aggregate,
     align_coefficients,
-    avg_coefficients,
     combine,
+    directional_curvature,
+    estimate_scale,
     finite_differences,
     sample_directions,
 )
@@ -32,21 +34,38 @@ def test_align_with_a_full_orthonormal_basis_is_the_finite_difference_gradient(s
     torch.testing.assert_close(estimate, coordinate, rtol=0, atol=tolerance)
 
 
+@pytest.mark.parametrize("aggregator", ["avg", "align"])
 @pytest.mark.parametrize("kind", ["gaussian", "sphere"])
-def test_avg_is_unbiased_for_the_gradient_of_a_quadratic(kind):
-    """On a quadratic, central differences are exact directional derivatives, so
-    E[ZO-Avg] = ∇f exactly; 40,000 single-query draws put the mean within a few percent,
-    while a missing (or doubled) scale factor is off by 100%."""
+def test_every_aggregator_is_unbiased_for_the_gradient_of_a_quadratic(kind, aggregator):
+    """On a quadratic, central differences are exact directional derivatives, so with its
+    scale ZO-Avg and ZO-Align both have E[g] = ∇f exactly (one lr means one expected step);
+    20,000 draws of q = 2 put the mean within a few percent, while a missing (or doubled)
+    scale factor is off by 100% or more (ZO-Align's unscaled projection by 1 − q/n = 67%)."""
     batch = LeastSquaresFamily(m=12, n=6, condition_number=5.0).sample(1, seed=2, dtype=torch.float64)
     x = torch.randn(1, 6, dtype=torch.float64)
-    draws = 40_000
+    draws, q = 20_000, 2
     generator = torch.Generator().manual_seed(0)
-    U = sample_directions((draws, 1, 6), kind, generator, torch.float64)
+    U = sample_directions((draws, q, 6), kind, generator, torch.float64)
     g = batch.grad(x)[0]
-    directional = U[:, 0] @ g  # exact central difference on a quadratic
-    estimate = combine(U, avg_coefficients(directional[:, None], 6, kind)).mean(0)
+    delta = U @ g  # exact central differences on a quadratic: (draws, q)
+    coefficients = aggregate(aggregator, delta, U @ U.transpose(1, 2), 6, kind)
+    estimate = (estimate_scale(aggregator, q, 6) * combine(U, coefficients)).mean(0)
     error = (estimate - g).norm() / g.norm()
     assert error < 0.06, error.item()
+
+
+def test_the_directional_curvature_is_the_rayleigh_quotient_on_a_quadratic():
+    batch = LeastSquaresFamily(m=12, n=6, condition_number=5.0).sample(2, seed=4, dtype=torch.float64)
+    x = torch.randn(2, 6, dtype=torch.float64)
+    U = sample_directions((2, 3, 6), "gaussian", torch.Generator().manual_seed(1), torch.float64)
+    mu = 1e-2
+    plus = torch.stack([batch.f(x + mu * U[:, i]) for i in range(3)], 1)
+    minus = torch.stack([batch.f(x - mu * U[:, i]) for i in range(3)], 1)
+    squared = (U * U).sum(-1)
+    curvature = directional_curvature(plus, minus, batch.f(x)[:, None], mu, squared)
+    hessian = batch.A.transpose(1, 2) @ batch.A
+    rayleigh = torch.einsum("bqi,bij,bqj->bq", U, hessian, U) / squared
+    torch.testing.assert_close(curvature, rayleigh, rtol=1e-6, atol=0)
 
 
 def test_zo_rule_converges_and_align_beats_avg_at_large_q():
