@@ -14,7 +14,7 @@ from l2o import zoo
 from l2o.eval import relative_suboptimality, rollout
 from l2o.meta import make_family
 from l2o.optim import LearnedOptimizer
-from l2o.rules import GoMathRule, MathL2ORule
+from l2o.rules import GoMathRule, MathL2ORule, SafeguardedRule
 from problems import LassoFamily
 from problems.real_data import iris, iris_logistic
 
@@ -41,7 +41,9 @@ def test_round_trip_gives_the_same_rule(tmp_zoo):
 def test_load_by_path_and_learned_optimizer_by_name(tmp_zoo):
     assert zoo.load(tmp_zoo / "gomath-tiny.safetensors").name == "gomath-tiny"
     optimizer = LearnedOptimizer([torch.zeros(3, requires_grad=True)], rule="gomath-tiny", lr=0.1)
-    assert isinstance(optimizer.rule, GoMathRule)
+    assert isinstance(optimizer.rule, SafeguardedRule) and isinstance(optimizer.rule.rule, GoMathRule)
+    plain = LearnedOptimizer([torch.zeros(3, requires_grad=True)], rule="gomath-tiny", lr=0.1, safeguard=False)
+    assert isinstance(plain.rule, GoMathRule)
 
 
 def test_unknown_entry(tmp_zoo):

@@ -45,8 +45,13 @@ class LearnedOptimizer(RuleOptimizer):
             ``lr = 0`` is not stepped.
         safeguard: wrap the rule in :class:`~l2o.rules.SafeguardedRule`: a learned step is
             accepted only with sufficient decrease, else the prox-gradient step is taken, so
-            the loss is monotone and converges (see that class). Needs ``step(closure)``
-            (one extra closure call per step, more when its fallback backtracks).
+            the loss is monotone and converges (see that class). Costs one extra closure
+            call per step, more when its fallback backtracks. None (default): every
+            ``step(closure)`` is safeguarded and a ``step()`` without a closure takes the
+            rule's step unverified, so a learned rule used on a model unlike its training
+            problems cannot diverge as long as it is given closures; learned BFGS with its
+            line search has a guarantee of its own and is not wrapped. True: every step
+            needs a closure. False: never safeguarded (the rule exactly as trained).
         compile: run the rule's kernels through ``torch.compile``
             (:meth:`~l2o.rules.UpdateRule.compile_kernels`; the LSTM rules). The first step
             at each parameter count compiles (seconds); later steps are faster (see
@@ -62,25 +67,30 @@ class LearnedOptimizer(RuleOptimizer):
     def __init__(
         self, params: Iterable[Tensor] | Iterable[dict[str, Any]],
         rule: UpdateRule | str, l1: float = 0.0, lipschitz: float | None = None,
-        lr: float | None = None, safeguard: bool = False, compile: bool = False,
+        lr: float | None = None, safeguard: bool | None = None, compile: bool = False,
         check_finite: bool = True, line_search: bool | None = None,
     ) -> None:
         from l2o.zoo import resolve_rule  # the zoo depends on l2o.optim's siblings only
 
         rule = resolve_rule(rule)
+        if not rule.uses_gradient:
+            raise ValueError(f"{type(rule).__name__} is a zeroth-order rule: run it closure-only with "
+                             "l2o.optim.ZOOptimizer(params, aggregator=...), which never back-propagates")
         if isinstance(rule, LearnedBFGSRule) and rule.line_search != (line_search is not False):
             rule = copy.copy(rule)  # shares the weights; only the flag differs
             rule.line_search = line_search is not False
         if compile:
             rule.compile_kernels()
-        self.rule = SafeguardedRule(rule) if safeguard else rule
-        self.safeguard = bool(safeguard)
+        if safeguard is None and isinstance(rule, LearnedBFGSRule) and rule.line_search:
+            safeguard = False  # the line search already makes every step a decrease
+        self.rule = rule if safeguard is False else SafeguardedRule(rule, optional=safeguard is None)
+        self.safeguard = safeguard
         #: the rule for groups given neither lipschitz nor lr (:func:`~l2o.rules.lipschitz.without_constants`)
         self.estimating_rule = without_constants(self.rule, getattr(rule, "lipschitz_scale", 1.0))
         super().__init__(params, {"l1": l1, "lipschitz": lipschitz, "lr": lr}, check_finite)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        if self.safeguard and closure is None:
+        if self.safeguard is True and closure is None:
             raise ValueError("safeguard=True needs step(closure): the closure re-evaluates the loss")
         return super().step(closure)
 

@@ -358,5 +358,6 @@ class LearnedBFGSRule(CoordinateLSTMRule):
         if self.line_search:
             if ctx.objective is None:
                 raise ValueError("learned BFGS with line_search=True needs the objective: call step(closure)")
-            step = armijo_step(x, step, grad, ctx, or_stay=True) * step
+            alpha = armijo_step(x, step, grad, ctx, or_stay=True)
+            step = torch.where(alpha > 0, alpha * step, 0.0)  # staying is exact, even where the direction overflowed
         return x - step, {"p": p}

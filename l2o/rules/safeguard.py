@@ -63,19 +63,23 @@ class SafeguardedRule(RuleWrapper):
         rule: the rule to safeguard.
         sufficient_decrease: σ ∈ (0, 1]; smaller accepts more learned steps (the guaranteed
             decrease per step is σ times the prox-gradient bound's).
+        optional: without ``ctx.objective`` (a drop-in ``step()`` with no closure), take the
+            proposal unverified instead of raising; every step that has the objective is
+            still verified. The state is the same either way.
 
     State: the wrapped rule's state under ``inner.*`` keys, ``fallbacks`` ``(B, 1)`` the
     number of rejected proposals per instance, ``max_step`` ``(B, 1)`` the smallest
     backtracked α so far (inf until a backtrack).
     """
 
-    def __init__(self, rule: UpdateRule, sufficient_decrease: float = 0.1) -> None:
+    def __init__(self, rule: UpdateRule, sufficient_decrease: float = 0.1, optional: bool = False) -> None:
         if isinstance(rule, SafeguardedRule):
             raise ValueError("the rule is already safeguarded")
         if not 0.0 < sufficient_decrease <= 1.0:
             raise ValueError(f"sufficient_decrease must be in (0, 1], got {sufficient_decrease}")
         super().__init__(rule)
         self.sufficient_decrease = float(sufficient_decrease)
+        self.optional = bool(optional)
 
     def needs_lipschitz(self) -> bool:
         return True
@@ -85,9 +89,11 @@ class SafeguardedRule(RuleWrapper):
                                 max_step=torch.full_like(x[:, :1], float("inf")))
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
-        if ctx.objective is None:
+        if ctx.objective is None and not self.optional:
             raise ValueError("the safeguard needs the objective (a closure, or problem instances)")
         candidate, inner = self.rule.step(x, grad if self.rule.uses_gradient else None, self.inner_state(state), ctx)
+        if ctx.objective is None:  # optional: nothing to verify with
+            return candidate, self.outer_state(inner, fallbacks=state["fallbacks"], max_step=state["max_step"])
         alpha = torch.minimum(torch.as_tensor(step_size(None, ctx, "the safeguard"), dtype=x.dtype,
                                               device=x.device).expand_as(x[:, :1]), state["max_step"])
         fallback = ctx.prox(x - alpha * grad, alpha)

@@ -206,7 +206,7 @@ WRAPPED = [
     ("FISTA-restart", FISTARule(restart=True), lambda g: FISTA(g, restart=True)),
     ("SGDHD", SGDHDRule(lr=0.05, hypergrad_lr=1e-3), lambda g: SGDHD(g, lr=0.05, hypergrad_lr=1e-3, hypergrad="additive")),
     ("AdamHD", AdamHDRule(lr=0.01, hypergrad_lr=1e-4), lambda g: AdamHD(g, lr=0.01, hypergrad_lr=1e-4, hypergrad="additive")),
-    ("Learned(Adam)", AdamRule(lr=0.01), lambda g: LearnedOptimizer(g, rule=AdamRule(lr=0.01))),
+    ("Learned(Adam)", AdamRule(lr=0.01), lambda g: LearnedOptimizer(g, rule=AdamRule(lr=0.01), safeguard=False)),
 ]
 
 
