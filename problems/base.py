@@ -118,6 +118,22 @@ class Instances(ABC):
             copy._solution = tuple(v.to(device=device) for v in self._solution)  # type: ignore[assignment]
         return copy
 
+    def select(self, index: int):
+        """Instance ``index`` as a batch of one: every tensor field sliced to
+        ``[index : index + 1]`` (nested batches too), the cached solution with it."""
+
+        def pick(value: Any) -> Any:
+            if isinstance(value, Tensor):
+                return value[index : index + 1]
+            return value.select(index) if isinstance(value, Instances) else value
+        if not -self.batch_size <= index < self.batch_size:
+            raise IndexError(f"instance {index} of a batch of {self.batch_size}")
+        index %= self.batch_size
+        copy = dataclasses.replace(self, **{f.name: pick(getattr(self, f.name)) for f in dataclasses.fields(self)})
+        if self._solution is not None:
+            copy._solution = tuple(v[index : index + 1] for v in self._solution)  # type: ignore[assignment]
+        return copy
+
     def check_design(self, A: Tensor, targets: Tensor, name: str) -> None:
         """Raise ``ValueError`` unless ``A: (B, m, n)`` and ``targets: (B, m)`` fit."""
         if A.dim() != 3 or A.shape[2] != self.dim:

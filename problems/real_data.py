@@ -7,6 +7,9 @@ BSDS500 patches and UCI sets; we use data that is already installed instead).
   setosa, versicolor, virginica).
 * A natural photograph (Grace Hopper, 512 × 600 grey levels), as shipped in Matplotlib's
   sample data (``mpl-data/sample_data/grace_hopper.jpg``).
+* The Wisconsin diagnostic breast cancer data (569 × 30, malignant vs benign), as shipped in
+  scikit-learn's package data (``sklearn.datasets.load_breast_cancer``), standardized per
+  feature: the real-data ridge logistic regression of the L-BFGS comparison.
 * The UCI optical handwritten digits (1797 images of 8 × 8 grey levels 0–16, 10 classes), as
   shipped in scikit-learn's package data (``sklearn.datasets.load_digits``): the real
   network-training task of the drop-in evaluation.
@@ -58,6 +61,31 @@ def digits() -> tuple[Tensor, Tensor]:
 
     features, labels = load_digits(return_X_y=True)
     return torch.from_numpy(features / 16.0), torch.from_numpy(labels).long()
+
+
+@lru_cache(maxsize=1)
+def breast_cancer() -> tuple[Tensor, Tensor]:
+    """scikit-learn's breast cancer data: standardized features ``(569, 30)`` float64 and
+    labels ``(569,)`` in {-1, +1} (+1 malignant)."""
+    from sklearn.datasets import load_breast_cancer
+
+    features, labels = load_breast_cancer(return_X_y=True)
+    features = (features - features.mean(0)) / features.std(0)
+    return torch.from_numpy(features), torch.from_numpy(np.where(labels == 0, 1.0, -1.0))
+
+
+def breast_cancer_logistic(batch: int, m: int = 400, ridge: float = 1e-3, seed: int = 0) -> LogisticInstances:
+    """``batch`` ridge logistic regressions on :func:`breast_cancer`, each on a seeded
+    subsample of ``m`` of the 569 examples, ``x0 = 0``."""
+    features, labels = breast_cancer()
+    require(1 <= m <= labels.shape[0], "m", m, f"must be in [1, {labels.shape[0]}]")
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.stack([torch.randperm(labels.shape[0], generator=generator)[:m] for _ in range(batch)])
+    return LogisticInstances(
+        A=features[rows], y=labels[rows], l1=torch.zeros(batch, dtype=torch.float64),
+        ridge=torch.full((batch,), float(ridge), dtype=torch.float64),
+        start=torch.zeros(batch, features.shape[1], dtype=torch.float64),
+    )
 
 
 def iris_logistic(l1: float = 0.01, ridge: float = 0.0) -> LogisticInstances:

@@ -30,6 +30,13 @@ Policies (documented and tested):
 * Integer (non-floating-point) parameters raise ``ValueError``.
 * ``copy.deepcopy`` and ``pickle`` keep the optimizer's own attributes (its rule, the
   safeguard flag, ``check_finite``), which ``torch.optim.Optimizer.__getstate__`` drops.
+* **Evaluations are reused**, as ``torch.optim.LBFGS`` reuses its line search's: when a
+  rule's trial evaluation (the safeguard's check, a line search) was at the point the step
+  ends on, the next ``step(closure)`` takes that evaluation's loss and gradients instead
+  of calling the closure again, if every parameter is still bitwise what it was then
+  (``reuse_evaluations=False`` turns this off). A safeguarded or line-searched step whose
+  trial is accepted therefore costs one closure call, not two. With a stochastic closure
+  (minibatches) the reused gradient is the trial's minibatch at that same point.
 """
 
 from __future__ import annotations
@@ -91,6 +98,7 @@ class RuleOptimizer(CopyableOptimizer):
         check_finite: bool = True,
     ) -> None:
         self.check_finite = check_finite
+        self.reuse_evaluations = True
         super().__init__(params, {"l1": 0.0, "lipschitz": None, **defaults})
 
     # ---------------------------------------------------------------- hooks
@@ -148,8 +156,11 @@ class RuleOptimizer(CopyableOptimizer):
         """One step of every param group; ``closure`` re-evaluates the loss with grads."""
         loss = None
         if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+            loss = self._reused_evaluation()
+            if loss is None:
+                with torch.enable_grad():
+                    loss = closure()
+        self.__dict__.pop("_last_evaluation", None)
         # Validate every group before changing any, so an error loses nothing.
         pending = [(group, self._flat_gradient(group)) for group in self.param_groups
                    if group.get("lr") != 0]
@@ -170,6 +181,31 @@ class RuleOptimizer(CopyableOptimizer):
             raise
         return loss
 
+    def _all_params(self) -> list[Tensor]:
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def _record_evaluation(self, loss: Any) -> None:
+        """Keep a closure evaluation (its loss, every parameter and gradient) for the next step."""
+        if self.reuse_evaluations:
+            params = self._all_params()
+            self._last_evaluation = (loss, [p.detach().clone() for p in params],
+                                     [None if p.grad is None else p.grad.detach().clone() for p in params])
+
+    def _reused_evaluation(self) -> Any:
+        """The loss of the recorded evaluation, with its gradients put back, when every
+        parameter is bitwise what it was then; else None (the closure must run)."""
+        recorded = self.__dict__.get("_last_evaluation")
+        if not self.reuse_evaluations or recorded is None:
+            return None
+        loss, values, grads = recorded
+        params = self._all_params()
+        if len(values) != len(params) or not all(
+                p.shape == v.shape and p.dtype == v.dtype and torch.equal(p, v) for p, v in zip(params, values)):
+            return None
+        for p, g in zip(params, grads):
+            p.grad = None if g is None else g.clone()
+        return loss
+
     @staticmethod
     def _write(params: list[Tensor], flat: Tensor) -> None:
         """Copy ``flat: (N,)`` into the group's ``params``, in order."""
@@ -186,7 +222,7 @@ class RuleOptimizer(CopyableOptimizer):
         rule = self.rule_for(group)
         ctx = self._context(group, x)
         if closure is not None:
-            ctx.objective = self._objective(group, x, closure, loss)
+            ctx.objective = self._objective(group, x, closure, loss, self._record_evaluation)
         slot = self.state[params[0]]
         state: State = slot.get("rule_state") or rule.init_state(x, ctx)
         x_next, new_state = rule.step(x, grad, state, ctx)
@@ -208,10 +244,11 @@ class RuleOptimizer(CopyableOptimizer):
 
     @staticmethod
     def _objective(group: dict[str, Any], current: Tensor, closure: Callable[[], Any],
-                   loss: Any) -> Callable[[Tensor], Tensor]:
+                   loss: Any, record: Callable[[Any], None]) -> Callable[[Tensor], Tensor]:
         """``F(points) = closure() + l1 ||points||_1`` with the group's parameters set to
         ``points: (1, N)`` (the other groups fixed); at the current point the closure's
-        value from this step is reused when it is still valid."""
+        value from this step is reused when it is still valid. Each closure call is passed
+        to ``record`` (evaluation reuse)."""
 
         def objective(points: Tensor) -> Tensor:
             if points is current and loss is not None:
@@ -219,7 +256,9 @@ class RuleOptimizer(CopyableOptimizer):
             else:
                 RuleOptimizer._write(group["params"], points[0])
                 with torch.enable_grad():
-                    value = torch.as_tensor(closure(), dtype=points.dtype, device=points.device).detach()
+                    result = closure()
+                record(result)
+                value = torch.as_tensor(result, dtype=points.dtype, device=points.device).detach()
             return (value + group["l1"] * points.abs().sum(-1)).reshape(1)
 
         return objective

@@ -173,3 +173,18 @@ def test_mixed_smooth_and_composite_batch_refuses_to_solve():
     )
     with pytest.raises(ValueError, match="λ > 0 for every instance or for none"):
         batch.optimum()
+
+
+def test_select_is_one_instance_of_the_batch_with_its_cached_optimum():
+    from problems import ShiftedInstances
+
+    batch = LassoFamily.toy().sample(3, seed=0, dtype=torch.float64)
+    optimum = batch.optimum()
+    for batch_ in (batch, ShiftedInstances.of(batch, 2.0)):
+        one = batch_.select(1)
+        assert one.batch_size == 1 and one.dim == batch.dim
+        x = torch.randn(3, batch.dim, dtype=torch.float64)
+        torch.testing.assert_close(one.objective(x[1:2]), batch_.objective(x)[1:2])
+    torch.testing.assert_close(batch.select(-1).optimum(), optimum[2:])
+    with pytest.raises(IndexError):
+        batch.select(3)
