@@ -197,10 +197,23 @@ def evaluate(args: argparse.Namespace) -> int:
         rule, training = entry.rule, entry.card.get("training", {})
     family = args.family or training.get("family") or "lasso"
     params = json.loads(args.family_params) if args.family_params else (training.get("family_params") or {})
+    label = Path(str(args.entry)).stem
     table = evaluate_rule(rule, family, params, batch=args.batch, steps=args.steps, seed=args.seed,
-                          out=args.out, label=Path(str(args.entry)).stem)
+                          out=args.out, label=label)
     print(table.to_markdown())
-    print(f"\nwrote {args.out}/report.md, report.csv, report.json and convergence-*.png")
+    written = "report.md, report.csv, report.json and convergence-*.png"
+    if args.network_steps > 0:
+        from l2o.eval.networks import evaluate_networks
+
+        networks = evaluate_networks({label: rule}, steps=args.network_steps)
+        print(f"\nreal networks (drop-in vs torch.optim.Adam / SGD, loss after {args.network_steps} steps):\n"
+              + networks.to_markdown())
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "networks.md").write_text(networks.to_markdown() + "\n")
+        (out / "networks.csv").write_text(networks.to_csv())
+        written += ", networks.md, networks.csv"
+    print(f"\nwrote {args.out}/{written}")
     return 0
 
 
@@ -211,13 +224,17 @@ def evaluate_ood(args: argparse.Namespace) -> int:
 
     command = shlex.join(["l2o", *args.argv])
     report = run(args.zoo, out=args.out, batch=args.batch, steps=args.steps, seed=args.seed,
-                 full=args.full, progress=not args.no_progress, command=command)
+                 full=args.full, progress=not args.no_progress, command=command, network_steps=args.network_steps)
     survival = report.survival()
     for (entry, method), survived in survival.items():
         failed = [name for name, ok in survived.items() if not ok]
         print(f"[{entry}] {method}: survives {len(survived) - len(failed)}/{len(survived)} scenarios"
               + (f" (not: {', '.join(failed)})" if failed else ""))
-    print(f"\nwrote {args.out}/report.md, results.csv, results.json and the PNG plots")
+    if report.networks is not None:
+        print("\nreal networks (drop-in, loss after "
+              f"{args.network_steps} steps):\n" + report.networks.to_markdown())
+    print(f"\nwrote {args.out}/report.md, results.csv, results.json"
+          + (", networks.csv" if report.networks is not None else "") + " and the PNG plots")
     return 0
 
 
@@ -289,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--steps", type=int, default=200, help="iterations (default 200)")
     ev.add_argument("--seed", type=int, default=10_000, help="seed of the first scenario (default 10000)")
     ev.add_argument("--out", default="out/eval", help="output directory (default out/eval)")
+    ev.add_argument("--network-steps", type=int, default=200,
+                    help="steps of the drop-in runs on real networks vs torch's Adam and SGD (default 200; 0: skip)")
     ev.set_defaults(handler=evaluate)
 
     ood = commands.add_parser(
@@ -303,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     ood.add_argument("--steps", type=int, default=200, help="iterations (default 200)")
     ood.add_argument("--seed", type=int, default=20_000, help="seed of the first scenario (default 20000)")
     ood.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ood.add_argument("--network-steps", type=int, default=200,
+                     help="steps of every entry's drop-in runs on real networks vs torch's Adam and SGD "
+                          "(default 200; 0: skip)")
     ood.set_defaults(handler=evaluate_ood)
     return parser
 

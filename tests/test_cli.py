@@ -47,13 +47,15 @@ def test_fit_export_zoo_eval(tmp_path, capsys, monkeypatch):
     assert "gomath-cli: rule=gomath" in capsys.readouterr().out
 
     out = tmp_path / "eval"
-    assert main(["eval", "gomath-cli", "--batch", "3", "--steps", "20", "--out", str(out)]) == 0
+    assert main(["eval", "gomath-cli", "--batch", "3", "--steps", "20", "--out", str(out), "--network-steps", "3"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert (out / "report.md").read_text().strip() in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert (out / "report.md").read_text().strip() in printed
+    assert (out / "networks.md").read_text().strip() in printed and "gomath-cli" in (out / "networks.csv").read_text()
     assert {r["scenario"] for r in report["rows"]} == {"InD", "OOD: A scaled x3", "OOD: x0 shifted +5"}
     assert len(list(out.glob("convergence-*.png"))) == 3
     # the checkpoint itself evaluates too
-    assert main(["eval", str(checkpoint), "--batch", "2", "--steps", "10", "--out", str(out)]) == 0
+    assert main(["eval", str(checkpoint), "--batch", "2", "--steps", "10", "--out", str(out), "--network-steps", "0"]) == 0
 
 
 def test_help_and_unknown_command(capsys):

@@ -39,9 +39,10 @@ def _markdown_rows(report: str, entry: str) -> list[list[str]]:
 
 def test_report_tables_match_the_json_of_the_same_run_and_reruns_are_identical(tiny_zoo, tmp_path, capsys):
     out = tmp_path / "ood"
-    args = ["eval-ood", "--out", str(out), "--batch", "3", "--steps", "15", "--no-progress"]
+    args = ["eval-ood", "--out", str(out), "--batch", "3", "--steps", "15", "--no-progress", "--network-steps", "4"]
     assert main(args) == 0
-    assert "survives" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "survives" in printed and "real networks" in printed
     payload = json.loads((out / "results.json").read_text())
     report = (out / "report.md").read_text()
     assert payload["settings"]["command"] == "l2o " + " ".join(args)
@@ -60,10 +61,15 @@ def test_report_tables_match_the_json_of_the_same_run_and_reruns_are_identical(t
         assert (out / scenario["plot"]).stat().st_size > 1000
     csv_lines = (out / "results.csv").read_text().strip().splitlines()
     assert len(csv_lines) == 1 + len(payload["rows"])
+    networks = payload["networks"]  # every entry and the 6 torch baselines on both tasks, in the report too
+    assert {r["method"] for r in networks} >= {"gomath-tiny", "ntk-tiny", "zo-tiny", "Adam lr=0.1", "SGD lr=1"}
+    assert len(networks) == 2 * (3 + 6) == len((out / "networks.csv").read_text().strip().splitlines()) - 1
+    assert "## Real networks" in report and _format(float(networks[0]["loss@4"])) in report
 
     assert main(args[:2] + [str(tmp_path / "again")] + args[3:]) == 0
     again = json.loads((tmp_path / "again" / "results.json").read_text())
     assert again["rows"] == payload["rows"]
+    assert [r["loss@4"] for r in again["networks"]] == [r["loss@4"] for r in networks]
 
 
 def test_every_scenario_changes_only_what_its_name_says():
@@ -134,6 +140,6 @@ def test_entries_on_the_same_family_share_instances_and_optimum(tiny_zoo, tmp_pa
         return original(self, batch, *args, **kwargs)
     monkeypatch.setattr(LassoFamily, "sample", counting)
     assert main(["eval-ood", "--zoo", "gomath-tiny", "gomath-tiny2", "--out", str(tmp_path / "o"),
-                 "--batch", "3", "--steps", "10", "--no-progress"]) == 0
+                 "--batch", "3", "--steps", "10", "--no-progress", "--network-steps", "0"]) == 0
     lasso_scenarios = [p for p in plan_ood(["gomath-tiny"])[0].scenarios.values() if isinstance(p, LassoFamily)]
     assert len(solves) == len(lasso_scenarios)
