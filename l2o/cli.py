@@ -155,8 +155,8 @@ def export(args: argparse.Namespace) -> int:
     rule, hparams = zoo.rule_from_lightning_checkpoint(args.checkpoint)
     data = hparams["data"]
     family, family_params = data.get("family", "lasso"), data.get("family_params") or {}
-    table = evaluate_rule(rule, family, family_params, batch=args.eval_batch, steps=args.eval_steps,
-                          seed=args.eval_seed, out=None, label=args.name)
+    table = evaluate_rule(zoo.as_trained(rule, hparams["module"]), family, family_params, batch=args.eval_batch,
+                          steps=args.eval_steps, seed=args.eval_seed, out=None, label=args.name)
     weights, card = zoo.save(
         rule, Path(args.dir) / args.name,
         training={"family": family, "family_params": family_params, **hparams["module"],
@@ -191,6 +191,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     if str(args.entry).endswith(".ckpt"):
         rule, hparams = zoo.rule_from_lightning_checkpoint(args.entry)
+        rule = zoo.as_trained(rule, hparams["module"])
         training = {"family": hparams["data"].get("family"), "family_params": hparams["data"].get("family_params")}
     else:
         entry = zoo.load(args.entry)

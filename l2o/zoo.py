@@ -29,7 +29,7 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save_file
 
 import l2o
-from l2o.rules import UpdateRule, build_rule, rule_name
+from l2o.rules import LipschitzEstimate, UpdateRule, build_rule, rule_name
 
 FORMAT = "l2o-zoo/1"
 
@@ -119,8 +119,22 @@ def load(name_or_path: str | os.PathLike) -> ZooEntry:
     rule = _build(card, card_path)
     rule.load_state_dict(tensors)
     rule.eval()
+    rule = as_trained(rule, card.get("training"))
     rule.lipschitz_scale = lipschitz_scale(card)  # read by LearnedOptimizer's online L estimate
     return ZooEntry(name=name, rule=rule, card=card)
+
+
+def trained_on_estimate(training: dict[str, Any] | None) -> bool:
+    """Whether a rule was meta-trained on the online L estimate (``MetaTrainer(lipschitz=
+    "estimate")``; ``training``: a card's ``training`` or a checkpoint's module hyperparameters)."""
+    return (training or {}).get("lipschitz", "exact") == "estimate"
+
+
+def as_trained(rule: UpdateRule, training: dict[str, Any] | None) -> UpdateRule:
+    """``rule`` as it was trained: on :class:`~l2o.rules.LipschitzEstimate` if it learned the
+    scale of the online estimate (it then needs no constant and ignores a given one), else
+    itself."""
+    return LipschitzEstimate(rule).eval() if trained_on_estimate(training) else rule
 
 
 def lipschitz_scale(card: dict[str, Any]) -> float:
@@ -130,7 +144,7 @@ def lipschitz_scale(card: dict[str, Any]) -> float:
     multiplies L̂ by it, so the rule takes the steps it was trained to take."""
     training = card.get("training") or {}
     official = (training.get("family_params") or {}).get("lipschitz_bound", "official") == "official"
-    return 4.0 if training.get("family") == "logistic_l1" and official else 1.0
+    return 4.0 if training.get("family") == "logistic_l1" and official and not trained_on_estimate(training) else 1.0
 
 
 def save(rule: UpdateRule, path: str | os.PathLike, **card: Any) -> tuple[Path, Path]:
@@ -186,7 +200,8 @@ def resolve_rule(rule: UpdateRule | str | os.PathLike) -> UpdateRule:
         return rule
     if isinstance(rule, (str, os.PathLike)):
         if str(rule).endswith(".ckpt"):
-            return rule_from_lightning_checkpoint(rule)[0]
+            inner, hparams = rule_from_lightning_checkpoint(rule)
+            return as_trained(inner, hparams["module"])
         return load(rule).rule
     raise TypeError(
         f"rule must be an l2o.rules.UpdateRule, a zoo name or a checkpoint path, got {type(rule).__name__}"

@@ -17,6 +17,8 @@ declare -A CONFIG=(
   [mathl2o-lasso-toy]="configs/mathl2o_lasso_toy.yaml $BUDGET_TOY"
   [gomath-logistic]="configs/gomath_logistic.yaml $BUDGET_LOGISTIC"
   [mathl2o-logistic]="configs/mathl2o_logistic.yaml $BUDGET_LOGISTIC"
+  [gomath-logistic-estimated-l]="configs/gomath_logistic_estimated_l.yaml $BUDGET_LOGISTIC"
+  [mathl2o-logistic-estimated-l]="configs/mathl2o_logistic_estimated_l.yaml $BUDGET_LOGISTIC"
   [l2l-lasso-toy]="configs/l2l_lasso_toy.yaml $BUDGET_TOY"
   [rnnprop-lasso-toy]="configs/rnnprop_lasso_toy.yaml $BUDGET_TOY"
   [gomath-lasso]="configs/gomath_lasso.yaml $BUDGET_PAPER"
@@ -27,7 +29,8 @@ declare -A CONFIG=(
   [lbfgs-least-squares]="configs/lbfgs_least_squares.yaml"
   [zo-least-squares]="configs/zo_least_squares.yaml"
 )
-ORDER=(gomath-lasso-toy mathl2o-lasso-toy l2l-lasso-toy rnnprop-lasso-toy gomath-logistic mathl2o-logistic gomath-lasso mathl2o-lasso ntk-gd-qp bfgs-least-squares bfgs-logistic lbfgs-least-squares zo-least-squares)
+ORDER=(gomath-lasso-toy mathl2o-lasso-toy l2l-lasso-toy rnnprop-lasso-toy gomath-logistic mathl2o-logistic
+       gomath-logistic-estimated-l mathl2o-logistic-estimated-l gomath-lasso mathl2o-lasso ntk-gd-qp bfgs-least-squares bfgs-logistic lbfgs-least-squares zo-least-squares)
 entries=("${@:-${ORDER[@]}}")
 for name in "${entries[@]}"; do
   read -r config overrides <<<"${CONFIG[$name]} "
@@ -37,6 +40,6 @@ for name in "${entries[@]}"; do
   # shellcheck disable=SC2086
   l2o fit --config "$config" $overrides --trainer.default_root_dir="$root" --trainer.enable_progress_bar=false
   # the best-validation checkpoint (ModelCheckpoint on val/loss), as the official code keeps
-  best=$(ls "$root"/lightning_logs/version_0/checkpoints/epoch=*.ckpt | head -n 1)
+  best=$(ls "$root"/lightning_logs/version_0/checkpoints/best-*.ckpt | head -n 1)
   l2o export "$best" "$name" --eval-batch 256 --eval-steps 200
 done

@@ -26,7 +26,7 @@ from torch import Tensor
 from l2o.eval.metrics import median, relative_suboptimality
 from l2o.eval.rollout import rollout, unroll
 from l2o.meta.losses import META_LOSSES
-from l2o.rules import StepContext, build_rule
+from l2o.rules import LipschitzEstimate, StepContext, build_rule
 from problems import Instances
 
 META_OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
@@ -54,6 +54,11 @@ class MetaTrainer(LightningModule):
         compile: run the rule's kernels through ``torch.compile``
             (:meth:`~l2o.rules.UpdateRule.compile_kernels`; the LSTM rules): a speed
             setting; the trained weights and the exported rule are the same without it.
+        lipschitz: ``exact`` (the family's L, as the papers train) or ``estimate``: the rule
+            is unrolled on the online estimate of :class:`~l2o.rules.LipschitzEstimate`
+            (no constant), so it learns the input scale it sees as a drop-in without one;
+            ``l2o export`` records it and ``l2o.zoo.load`` returns such an entry wrapped in
+            the estimate.
     """
 
     def __init__(
@@ -72,12 +77,15 @@ class MetaTrainer(LightningModule):
         compile: bool = False,
         batch_reduction: str = "mean",
         meta_optimizer: str = "adam",
+        lipschitz: str = "exact",
     ) -> None:
         super().__init__()
         if batch_reduction not in ("mean", "sum"):
             raise ValueError(f"Invalid batch_reduction: {batch_reduction!r}; choose 'mean' or 'sum'")
         if meta_optimizer not in META_OPTIMIZERS:
             raise ValueError(f"Invalid meta_optimizer: {meta_optimizer!r}; choose from {sorted(META_OPTIMIZERS)}")
+        if lipschitz not in ("exact", "estimate"):
+            raise ValueError(f"Invalid lipschitz: {lipschitz!r}; choose 'exact' or 'estimate'")
         if horizon < 1 or unroll < 1 or horizon % unroll:
             raise ValueError(f"horizon ({horizon}) must be a positive multiple of unroll ({unroll})")
         if meta_loss not in META_LOSSES:
@@ -92,6 +100,12 @@ class MetaTrainer(LightningModule):
         self.meta_loss = META_LOSSES[meta_loss]
         self.val_checkpoints = sorted(k for k in (val_checkpoints or [10, 50, val_steps]) if k <= val_steps)
 
+    @property
+    def stepping_rule(self):
+        """What is unrolled: the rule, or the rule on the online L estimate (a wrapper with no
+        weights of its own, so the checkpoint holds the rule's alone)."""
+        return LipschitzEstimate(self.rule) if self.hparams.lipschitz == "estimate" else self.rule
+
     # -------------------------------------------------------------- training
     def training_step(self, instances: Instances, batch_idx: int) -> Tensor:
         optimizer = self.optimizers()
@@ -103,12 +117,13 @@ class MetaTrainer(LightningModule):
                                   generator=torch.Generator().manual_seed(int(self.global_step)))
         optimum = instances.optimum() if hp.meta_loss == "log_relative" else None
         x = instances.x0()
-        state = self.rule.init_state(x, ctx)
+        rule = self.stepping_rule
+        state = rule.init_state(x, ctx)
         losses = []
         for start in range(0, hp.horizon, hp.unroll):
             values = []
-            for x, state in unroll(self.rule, instances, hp.unroll, x=x, state=state, ctx=ctx):
-                values.append(instances.objective(self.rule.iterate(x, state)))
+            for x, state in unroll(rule, instances, hp.unroll, x=x, state=state, ctx=ctx):
+                values.append(instances.objective(rule.iterate(x, state)))
             steps = torch.arange(start + 1, start + hp.unroll + 1, device=x.device)
             loss = self.meta_loss(torch.stack(values), steps, optimum, hp.horizon)
             if hp.batch_reduction == "sum":
@@ -133,7 +148,7 @@ class MetaTrainer(LightningModule):
     # ------------------------------------------------------------ validation
     def validation_step(self, batch: tuple[str, Instances], batch_idx: int) -> None:
         name, instances = batch
-        trajectory = rollout(self.rule, instances, self.hparams.val_steps)
+        trajectory = rollout(self.stepping_rule, instances, self.hparams.val_steps)
         relative = relative_suboptimality(trajectory.objective, instances.optimum())
         for k in self.val_checkpoints:
             self.log(f"val/{name}/rel@{k}", median(relative[k]), batch_size=instances.batch_size)

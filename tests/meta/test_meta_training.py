@@ -187,3 +187,41 @@ def test_official_ntk_protocol_options(tmp_path):
 def test_invalid_protocol_options_are_refused(options, match):
     with pytest.raises(ValueError, match=match):
         MetaTrainer(rule="gomath", **options)
+
+
+def test_meta_training_on_the_estimated_l_learns_and_exports_an_entry_that_needs_no_constant(tmp_path, monkeypatch):
+    """``lipschitz="estimate"``: the unrolls run on the online estimate, it learns, and the
+    exported entry loads wrapped in the estimate and steps a model with no constant."""
+    from l2o import zoo
+    from l2o.cli import main
+    from l2o.optim import LearnedOptimizer
+    from l2o.rules import LipschitzEstimate
+
+    L.seed_everything(0, verbose=False)
+    data = _data()
+    model = MetaTrainer(rule="gomath", horizon=30, unroll=10, lr=1e-2, val_steps=30, lipschitz="estimate")
+    assert isinstance(model.stepping_rule, LipschitzEstimate) and model.stepping_rule.rule is model.rule
+    untrained = _validation_median(LipschitzEstimate(copy.deepcopy(model.rule)), data)
+    trainer = _trainer(tmp_path, max_epochs=2)
+    trainer.fit(model, data)
+    trained = _validation_median(LipschitzEstimate(model.rule), data)
+    assert trained < 0.1 * untrained, (untrained, trained)
+    assert all(not k.startswith("stepping_rule") for k in model.state_dict())
+
+    monkeypatch.setenv("L2O_ZOO", str(tmp_path / "zoo"))
+    checkpoint = trainer.checkpoint_callback.best_model_path
+    assert main(["export", checkpoint, "gomath-estimated", "--eval-batch", "2", "--eval-steps", "5"]) == 0
+    entry = zoo.load("gomath-estimated")
+    assert entry.card["training"]["lipschitz"] == "estimate" and isinstance(entry.rule, LipschitzEstimate)
+    w = torch.nn.Parameter(torch.ones(3))
+    optimizer = LearnedOptimizer([w], rule="gomath-estimated", safeguard=False)
+    for _ in range(30):
+        optimizer.zero_grad()
+        (0.5 * (w - 2.0).pow(2).sum()).backward()
+        optimizer.step()
+    assert float((w - 2.0).abs().max()) < 1e-3
+
+
+def test_an_unknown_lipschitz_mode_is_refused():
+    with pytest.raises(ValueError, match="lipschitz"):
+        MetaTrainer(lipschitz="oracle")
