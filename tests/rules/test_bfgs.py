@@ -275,3 +275,29 @@ def test_learned_lbfgs_trains_a_network_with_linear_memory():
 def test_invalid_lbfgs_memory_is_refused():
     with pytest.raises(ValueError, match="Invalid memory"):
         LearnedBFGSRule(memory=-1)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
+@pytest.mark.parametrize("problem", ["least-squares", "logistic"])
+@pytest.mark.parametrize("name", ["bfgs-least-squares", "bfgs-logistic", "lbfgs-least-squares"])
+def test_learned_quasi_newton_drop_ins_never_increase_a_convex_objective_at_extreme_scales(name, problem, scale):
+    """As users get them (no constant, line search on): F scaled by 1e-6 … 1e6 on an
+    ill-conditioned least-squares problem (condition 1e4) and a ridge logistic regression on
+    real data; every accepted step keeps F(x_{k+1}) <= F(x_k), and the run makes progress."""
+    from problems import LeastSquaresFamily
+    from problems.real_data import breast_cancer_logistic
+
+    instances = (LeastSquaresFamily(m=30, n=15, condition_number=1e4).sample(1, seed=3, dtype=torch.float64)
+                 if problem == "least-squares" else breast_cancer_logistic(1, m=200, seed=3))
+    w = torch.nn.Parameter(instances.x0()[0] + 1.0)
+    optimizer = LearnedOptimizer([w], rule=name)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = scale * instances.f(w[None])[0]
+        loss.backward()
+        return loss
+    values = [float(closure())] + [float(optimizer.step(closure)) for _ in range(60)]
+    assert all(b <= a for a, b in zip(values, values[1:])), "monotone"
+    optimum = scale * float(instances.optimum()[0])
+    assert values[-1] - optimum < 1e-2 * (values[0] - optimum)
