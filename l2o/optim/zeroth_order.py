@@ -160,9 +160,14 @@ class ZOOptimizer(CopyableOptimizer):
         generator seeded with ``(seed, step, query, index, chunk)`` (Gaussian; the sphere
         scaling is global). Temporaries are O(CHUNK), whatever the parameter's size."""
         for chunk, view in enumerate(_views(p)):
-            seed = hash((self._meta["seed"], self._meta["step"], query, index, chunk)) & 0x7FFF_FFFF_FFFF
-            generator = torch.Generator(device=p.device).manual_seed(seed)
+            generator = self._generator(p.device, query, index, chunk)
             yield view, torch.randn(view.shape, generator=generator, dtype=p.dtype, device=p.device)
+
+    def _generator(self, device: torch.device, *key: int) -> torch.Generator:
+        """A generator on ``device`` seeded with ``(seed, step, *key)``: the same draws every
+        time they are regenerated within a step, new ones at the next step."""
+        seed = hash((self._meta["seed"], self._meta["step"], *key)) & 0x7FFF_FFFF_FFFF
+        return torch.Generator(device=device).manual_seed(seed)
 
     def _gram(self) -> Tensor:
         """``G = U Uᵀ`` ``(q, q)`` in float64, accumulated chunk by chunk (q chunks at a time)."""
@@ -197,6 +202,17 @@ class ZOOptimizer(CopyableOptimizer):
                 view.sub_(amount * u)
                 view[tuple(where.long().T)] = values
 
+    #: whether every step evaluates f(θ) first (a subclass whose directions come from it)
+    needs_center = False
+
+    def _evaluate_center(self, closure: Callable[[], Any]) -> float:
+        """f(θ) at the unperturbed parameters, evaluated before any direction is drawn."""
+        return self._evaluate(closure)
+
+    def _dimension(self, params: list[Tensor]) -> int:
+        """n, the dimension the directions span (every trainable element here)."""
+        return sum(p.numel() for p in params)
+
     def _evaluate(self, closure: Callable[[], Any]) -> float:
         value = closure()
         value = float(value.detach() if isinstance(value, Tensor) else value)
@@ -216,16 +232,17 @@ class ZOOptimizer(CopyableOptimizer):
                 "optimizer.step(closure) directly, with the closure's forward under torch.autocast."
             )
         params = self._params()
-        dim = sum(p.numel() for p in params)
-        if dim == 0:  # every parameter frozen: nothing to estimate, as torch.optim with no grads
+        if not params:  # every parameter frozen: nothing to estimate, as torch.optim with no grads
             return self._evaluate(closure)
         rates = [group["lr"] for group in self.param_groups for p in group["params"] if p.requires_grad]
         measure = any(lr is None for lr in rates)  # the curvature, for the groups without lr
+        center = self.scheme == "forward" or measure or self.needs_center
+        base = self._evaluate_center(closure) if center else None  # before the directions: they may depend on it
+        dim = self._dimension(params)
         gram = self._gram() if (self.aggregator != "avg" or self.directions == "sphere" or measure) else None
         scale = torch.ones(self.q, dtype=torch.float64) if gram is None or self.directions == "gaussian" \
             else 1.0 / gram.diagonal().sqrt()  # sphere: u_i / ||u_i||
         plus, minus = [], []
-        base = self._evaluate(closure) if (self.scheme == "forward" or measure) else None
         for i in range(self.q):
             for sign, values in ((1.0, plus), (-1.0, minus))[: 2 if self.scheme == "central" else 1]:
                 amount = sign * self.mu * float(scale[i])

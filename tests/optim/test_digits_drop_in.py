@@ -12,15 +12,18 @@ import pytest
 import torch
 
 from l2o import zoo
-from l2o.optim import FISTA, ISTA, SGDHD, AdamHD, LearnedOptimizer, ProxGD, ZOOptimizer
+from l2o.optim import FISTA, ISTA, SGDHD, AdamHD, AGZOOptimizer, LearnedOptimizer, ProxGD, ZOOptimizer
 from l2o.rules import ZORule
 from problems.real_data import digits
 
 STEPS = 300
 GRADIENT_ENTRIES = [name for name in zoo.list() if not isinstance(zoo.load(name).rule, ZORule)]
-OPTIMIZERS = {
-    "ProxGD": ProxGD, "ISTA": ISTA, "FISTA": FISTA, "SGDHD": SGDHD, "AdamHD": AdamHD, "ZOOptimizer": ZOOptimizer,
-    **{f"LearnedOptimizer({name})": (lambda p, name=name: LearnedOptimizer(p, rule=name)) for name in GRADIENT_ENTRIES},
+OPTIMIZERS = {  # name -> a function of the model
+    **{name: (lambda model, cls=cls: cls(model.parameters()))
+       for name, cls in (("ProxGD", ProxGD), ("ISTA", ISTA), ("FISTA", FISTA), ("SGDHD", SGDHD),
+                         ("AdamHD", AdamHD), ("ZOOptimizer", ZOOptimizer))},
+    **{f"LearnedOptimizer({name})": (lambda model, name=name: LearnedOptimizer(model.parameters(), rule=name))
+       for name in GRADIENT_ENTRIES},
 }
 
 
@@ -29,7 +32,7 @@ def _train(make) -> tuple[float, float]:
     features, labels = features[:500].float(), labels[:500]
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.Tanh(), torch.nn.Linear(16, 10))
-    optimizer = make(model.parameters())
+    optimizer = make(model)
     zeroth_order = isinstance(optimizer, ZOOptimizer)
 
     def loss() -> torch.Tensor:
@@ -53,7 +56,7 @@ def test_every_optimizer_and_zoo_entry_is_covered():
     from l2o import optim
 
     drop_ins = {name for name in optim.__all__ if name != "RuleOptimizer"}
-    assert drop_ins <= {name.split("(")[0] for name in OPTIMIZERS}
+    assert drop_ins <= {name.split("(")[0] for name in OPTIMIZERS} | {"AGZOOptimizer"}  # AGZO: its own test
     assert len(GRADIENT_ENTRIES) == len(zoo.list()) - 1  # every entry but the ZO aggregator
 
 
@@ -63,9 +66,18 @@ def test_a_digits_mlp_trains_with_default_arguments_and_no_constants(name):
     assert final < 0.6 * start, (start, final)
 
 
+def test_agzo_at_its_defaults_trains_it_too():
+    """AGZOOptimizer(model): the loss falls by 33% (measured; rank 8, q = 1), less than
+    isotropic ZO's 49%: the full batch's 500 inputs span all 64 input dimensions, so a rank-8
+    activation subspace holds only part of the gradient. AGZO is meant for minibatches, whose
+    activations span few dimensions (``scripts/agzo.py`` measures that regime)."""
+    start, final = _train(AGZOOptimizer)
+    assert final < 0.75 * start, (start, final)
+
+
 def test_zo_learned_aggregator_entry_trains_it_too():
     name = next(n for n in zoo.list() if isinstance(zoo.load(n).rule, ZORule))
-    start, final = _train(lambda p: ZOOptimizer(p, aggregator=name, q=4))
+    start, final = _train(lambda model: ZOOptimizer(model.parameters(), aggregator=name, q=4))
     assert final < 0.6 * start, (start, final)
 
 
