@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import statistics
 import time
 from typing import Callable
@@ -35,6 +34,7 @@ import torch
 
 from l2o import zoo
 from l2o.eval import Table, relative_suboptimality
+from l2o.eval.memory import peak_step_memory
 from l2o.eval.rollout import unroll
 from l2o.optim import AdamHD, LearnedOptimizer, ProxGD
 from l2o.rules import FISTARule, StepContext, UpdateRule, build_rule
@@ -200,63 +200,12 @@ def amortized_solving(args) -> Table:
 
 
 # ------------------------------------------------------------------- 4. ZO memory
-MEMORY_PROBE = r"""
-import sys, torch
-from l2o.optim import ZOOptimizer
-mode, parameters, batch, device = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-torch.manual_seed(0)
-width = int((parameters / 3) ** 0.5)
-model = torch.nn.Sequential(*[m for _ in range(3) for m in (torch.nn.Linear(width, width), torch.nn.ReLU())]).to(device)
-data = torch.randn(batch, width, device=device)
-loss = lambda: model(data).square().mean()
-if mode == "zo":
-    optimizer = ZOOptimizer(model.parameters(), lr=1e-3, q=1, seed=0)
-    step = lambda: optimizer.step(loss)
-else:
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss().backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)  # both modes end holding only the model
-step()  # warm-up: one-time costs (kernels, thread pools, lazy imports) are not the step's
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key):
-            return int(line.split()[1]) * 1024
-if device == "cuda":
-    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
-    before = torch.cuda.memory_allocated()
-else:
-    open("/proc/self/clear_refs", "w").write("5")  # reset the peak RSS (VmHWM)
-    before = status("VmRSS")
-step()
-if device == "cuda":
-    torch.cuda.synchronize()
-    print(torch.cuda.max_memory_allocated() - before)
-else:
-    print(status("VmHWM") - before)
-"""
-
-
-def peak_memory(mode: str, parameters: int, batch: int, device: str) -> int:
-    import subprocess
-    import sys
-
-    # Large blocks always mmap-ed and returned on free: RSS then tracks live memory (glibc's
-    # adaptive threshold would otherwise keep freed temporaries in the heap).
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
-    result = subprocess.run([sys.executable, "-c", MEMORY_PROBE, mode, str(parameters), str(batch), device],
-                            capture_output=True, text=True, check=True, env=env)
-    return int(result.stdout.strip().splitlines()[-1])
-
-
 def zo_memory(args) -> Table:
     table = Table(["device", "params", "batch", "backprop step MB", "ZO step MB", "ZO / backprop"])
     for device in devices():
         for size in args.sizes:
-            backprop = peak_memory("backprop", size, args.memory_batch, device)
-            zo = peak_memory("zo", size, args.memory_batch, device)
+            backprop = peak_step_memory("backprop", size, args.memory_batch, device)
+            zo = peak_step_memory("zo", size, args.memory_batch, device)
             ratio = zo / backprop if backprop > 0 else float("nan")  # too small a model to register
             table.add(device=device, params=size, batch=args.memory_batch, **{
                 "backprop step MB": backprop / 2**20, "ZO step MB": zo / 2**20, "ZO / backprop": ratio})

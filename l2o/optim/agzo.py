@@ -11,8 +11,8 @@ subspace: ``W ± μ Z V_rᵀ``. Each step:
    holds is kept; after the forward, ``V_r = qr(Σ Xᵀ Ω).Q`` per layer;
 2. q directions are drawn: ``Z_i V_rᵀ`` for those weights (``Z_i: d_out × r`` regenerated from
    seeds block by block, never stored), isotropic Gaussian for every other trainable
-   parameter (biases, norms, embeddings, weights not used through an ``nn.Linear``, e.g.
-   ``nn.MultiheadAttention``'s packed ``in_proj_weight``); perturbed in place and restored
+   parameter (biases, norms, embeddings, weights not used through a supported layer);
+   perturbed in place and restored
    bit for bit as in :class:`~l2o.optim.ZOOptimizer`;
 3. the 2q central differences are aggregated by ZO-Avg, ZO-Align or a learned aggregator,
    with n the dimension the directions span, ``Σ d_out r`` over the guided layers plus the
@@ -20,7 +20,11 @@ subspace: ``W ± μ Z V_rᵀ``. Each step:
    step of ``lr=None``).
 
 Supported: ``nn.Linear`` (any subclass, inputs of any leading shape, a layer called several
-times per forward: the sketches add up) whose weight is trainable and in the optimizer.
+times per forward: the sketches add up) and the packed ``in_proj_weight`` of a
+self-attention ``nn.MultiheadAttention`` (query = key = value, as in
+``nn.TransformerEncoderLayer``), whose weight is trainable and in the optimizer. Not
+guided: ``nn.MultiheadAttention.out_proj`` (the attention calls its weight directly, so its
+input is never seen), cross-attention, convolutions.
 Memory beyond :class:`~l2o.optim.ZOOptimizer`: one ``d_in × r`` basis per guided layer and,
 during the hooked forward, one ``N × r`` sketch matrix at a time.
 """
@@ -68,9 +72,18 @@ class AGZOOptimizer(ZOOptimizer):
         super().__init__(model.parameters() if params is None else params, lr=lr, q=q, aggregator=aggregator,
                          mu=mu, seed=seed, directions=directions, scheme=scheme)
 
-    def _guided_layers(self) -> list[nn.Linear]:
+    def _guided_layers(self) -> list[tuple[nn.Module, Tensor]]:
+        """``(module, weight)``: every ``nn.Linear`` and self-attention ``nn.MultiheadAttention``
+        (its packed ``in_proj_weight``, a linear map of the query = key = value input) whose
+        weight is trainable here."""
         trainable = {id(p) for p in self._params()}
-        return [m for m in self.model.modules() if isinstance(m, nn.Linear) and id(m.weight) in trainable]
+        layers = []
+        for module in self.model.modules():
+            if isinstance(module, nn.Linear):
+                layers.append((module, module.weight))
+            elif isinstance(module, nn.MultiheadAttention) and module.in_proj_weight is not None:
+                layers.append((module, module.in_proj_weight))
+        return [(module, weight) for module, weight in layers if id(weight) in trainable]
 
     def basis_of(self, weight: Tensor) -> Tensor | None:
         return self.__dict__.get("_bases", {}).get(id(weight))
@@ -80,17 +93,19 @@ class AGZOOptimizer(ZOOptimizer):
         sketches: dict[int, Tensor] = {}
         calls = {"n": 0}  # Ω of each call is seeded by (step, layer, call): a rerun draws the same
 
-        def hook_for(position: int) -> Callable[[nn.Linear, tuple[Tensor, ...]], None]:
-            def hook(layer: nn.Linear, inputs: tuple[Tensor, ...]) -> None:
+        def hook_for(position: int, weight: Tensor) -> Callable[..., None]:
+            def hook(layer: nn.Module, inputs: tuple[Tensor, ...], kwargs: dict[str, Any]) -> None:
+                inputs = inputs + tuple(kwargs[k] for k in ("query", "key", "value") if k in kwargs)
+                if isinstance(layer, nn.MultiheadAttention) and not inputs[0] is inputs[1] is inputs[2]:
+                    return  # cross-attention: in_proj maps three inputs, perturbed isotropically
                 generator = self._generator(inputs[0].device, -1, position, calls["n"])
                 calls["n"] += 1
-                sketched = sketch(inputs[0].detach().to(layer.weight.dtype), min(self.rank, layer.in_features),
-                                  generator)
-                key = id(layer.weight)
+                sketched = sketch(inputs[0].detach().to(weight.dtype), min(self.rank, weight.shape[1]), generator)
+                key = id(weight)
                 sketches[key] = sketched if key not in sketches else sketches[key] + sketched
             return hook
-        handles = [layer.register_forward_pre_hook(hook_for(position))
-                   for position, layer in enumerate(self._guided_layers())]
+        handles = [layer.register_forward_pre_hook(hook_for(position, weight), with_kwargs=True)
+                   for position, (layer, weight) in enumerate(self._guided_layers())]
         try:
             value = self._evaluate(closure)
         finally:

@@ -74,9 +74,14 @@ class ZOOptimizer(CopyableOptimizer):
     the steps (a lower bound of L on a quadratic, growing toward the curvature met), and
     the step is ``default_step / L̂_k`` (``q / ((n + q + 1) L̂)`` for ZO-Avg, ``q / (n L̂)``
     for the others: :func:`~l2o.rules.zeroth_order.default_step`), the step that decreases
-    the expected quadratic model most. Until some positive curvature has been measured no
-    step is taken. Needs ``scheme="central"``; :attr:`curvature` is ``L̂_k``. A group may
-    still set its own ``lr`` (a scheduler then scales that group's).
+    the expected quadratic model most. Since ``L̂`` is only a lower bound (a loss that is
+    nearly linear along random directions measures almost no curvature), the step is
+    **verified**: one more closure call at the moved point, and a step that does not
+    decrease f is undone (bit for bit) and ``L̂`` doubled, so the next step is half as long
+    (2q + 2 closure calls per step in all). Until some positive curvature has been measured
+    no step is taken. Needs ``scheme="central"``; :attr:`curvature` is ``L̂_k``. A group may
+    still set its own ``lr`` (a scheduler then scales that group's); the verification
+    covers the whole step.
 
     Contract: non-contiguous parameters are perturbed in place through views; frozen
     parameters (``requires_grad=False``) are never touched, and with all of them frozen
@@ -179,28 +184,43 @@ class ZOOptimizer(CopyableOptimizer):
                 gram += (block @ block.T).cpu()
         return gram
 
-    def _shift(self, query: int, amount: float) -> list[tuple[Tensor, Tensor]]:
-        """``p += amount · u_query`` in place for every parameter; returns the restore log:
-        per chunk, the flat indices (into the chunk) and original values of the elements
-        that ``- amount · u`` would not restore bit for bit."""
-        log = []
+    def _displacements(self, amounts: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+        """``(view, a)`` chunk by chunk over every parameter: ``a = Σ_i amounts[j, i] u_i``
+        on parameter j's chunk (``amounts: (parameters, q)``; directions whose amount is 0
+        are not drawn, so a probe along one direction draws one)."""
+        rows = amounts.tolist()  # Python floats: no tensor indexing per chunk
         for index, p in enumerate(self._params()):
-            for view, u in self._chunks(query, index, p):
-                a = amount * u
-                shifted = view + a
-                where = (~_same_bits(shifted - a, view)).nonzero().to(torch.int32)  # (k, view.dim())
-                log.append((where, view[tuple(where.long().T)].clone()))
-                view.copy_(shifted)
+            used = [(i, amount) for i, amount in enumerate(rows[index]) if amount != 0]
+            for pieces in zip(*(self._chunks(i, index, p) for i, _ in used)):
+                a = used[0][1] * pieces[0][1]
+                for (_, amount), (_, u) in zip(used[1:], pieces[1:]):
+                    a += amount * u
+                yield pieces[0][0], a
+
+    def _shift(self, amounts: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """``p += Σ_i amounts[j, i] u_i`` in place for every parameter j; returns the restore
+        log: per chunk, the flat indices (into the chunk) and original values of the elements
+        that subtracting the same displacement would not restore bit for bit."""
+        log = []
+        for view, a in self._displacements(amounts):
+            shifted = view + a
+            where = (~_same_bits(shifted - a, view)).nonzero().to(torch.int32)  # (k, view.dim())
+            log.append((where, view[tuple(where.long().T)].clone()))
+            view.copy_(shifted)
         self.last_restore_log = max(self.last_restore_log, sum(w.numel() for w, _ in log))
         return log
 
-    def _unshift(self, query: int, amount: float, log: list[tuple[Tensor, Tensor]]) -> None:
-        entries = iter(log)
-        for index, p in enumerate(self._params()):
-            for view, u in self._chunks(query, index, p):
-                where, values = next(entries)
-                view.sub_(amount * u)
-                view[tuple(where.long().T)] = values
+    def _unshift(self, amounts: Tensor, log: list[tuple[Tensor, Tensor]]) -> None:
+        """Undo :meth:`_shift` bit for bit."""
+        for (view, a), (where, values) in zip(self._displacements(amounts), log):
+            view.sub_(a)
+            view[tuple(where.long().T)] = values
+
+    def _probe(self, query: int, amount: float, count: int) -> Tensor:
+        """``(parameters, q)`` amounts moving every parameter by ``amount · u_query``."""
+        amounts = torch.zeros(count, self.q, dtype=torch.float64)
+        amounts[:, query] = amount
+        return amounts
 
     #: whether every step evaluates f(θ) first (a subclass whose directions come from it)
     needs_center = False
@@ -213,9 +233,13 @@ class ZOOptimizer(CopyableOptimizer):
         """n, the dimension the directions span (every trainable element here)."""
         return sum(p.numel() for p in params)
 
-    def _evaluate(self, closure: Callable[[], Any]) -> float:
+    @staticmethod
+    def _value(closure: Callable[[], Any]) -> float:
         value = closure()
-        value = float(value.detach() if isinstance(value, Tensor) else value)
+        return float(value.detach() if isinstance(value, Tensor) else value)
+
+    def _evaluate(self, closure: Callable[[], Any]) -> float:
+        value = self._value(closure)
         if not math.isfinite(value):
             raise ValueError(f"the closure returned a non-finite loss ({value}); no parameter was changed")
         return value
@@ -245,12 +269,12 @@ class ZOOptimizer(CopyableOptimizer):
         plus, minus = [], []
         for i in range(self.q):
             for sign, values in ((1.0, plus), (-1.0, minus))[: 2 if self.scheme == "central" else 1]:
-                amount = sign * self.mu * float(scale[i])
-                log = self._shift(i, amount)
+                probe = self._probe(i, sign * self.mu * float(scale[i]), len(params))
+                log = self._shift(probe)
                 try:
                     values.append(self._evaluate(closure))
                 finally:
-                    self._unshift(i, amount, log)
+                    self._unshift(probe, log)
         other = minus if self.scheme == "central" else [base]
         delta, loss = difference_quotients(torch.tensor(plus, dtype=torch.float64),
                                            torch.tensor(other, dtype=torch.float64), self.mu, self.scheme)
@@ -267,11 +291,17 @@ class ZOOptimizer(CopyableOptimizer):
                                      torch.tensor([[loss]], dtype=torch.float64))
         coefficients = aggregate(self.aggregator, delta[None], gram[None] if gram is not None else None, dim,
                                  self.directions, progress)[0] * scale * estimate_scale(self.aggregator, self.q, dim)
-        for index, (p, lr) in enumerate(zip(params, rates)):
-            for i in range(self.q):
-                if coefficients[i] != 0 and lr != 0:  # a constant loss changes nothing, not even -0.0
-                    for view, u in self._chunks(i, index, p):
-                        view.add_(u, alpha=-lr * float(coefficients[i]))
+        # a constant loss (c = 0) or a zero rate changes nothing, not even -0.0: those amounts are 0
+        amounts = -torch.tensor(rates, dtype=torch.float64)[:, None] * coefficients[None, :]
+        moved = bool((amounts != 0).any())
+        if measure and moved:  # verified: a step that does not decrease f is undone, and the next one halved
+            log = self._shift(amounts)
+            if not self._value(closure) < base:  # NaN (an overflowed trial) is no decrease either
+                self._unshift(amounts, log)
+                self._meta["curvature"] = 2 * self.curvature
+        elif moved:
+            for view, a in self._displacements(amounts):
+                view.add_(a)
         self._meta["step"] += 1
         self._meta["last"] = loss
         return loss

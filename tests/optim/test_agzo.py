@@ -138,3 +138,23 @@ def test_invalid_hyperparameters_are_refused(kwargs):
         AGZOOptimizer(_model(), **kwargs)
     with pytest.raises(ValueError, match="nn.Module"):
         AGZOOptimizer(list(_model().parameters()))
+
+
+def test_self_attention_in_proj_is_guided_by_its_tokens_and_out_proj_is_not():
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(6, nhead=2, dim_feedforward=8, dropout=0.0, batch_first=True).double()
+    tokens = _low_rank_inputs(rows=10, dim=6, rank=2).reshape(2, 5, 6)  # 10 tokens spanning 2 dimensions
+    attention = layer.self_attn
+    original = attention.in_proj_weight.detach().clone()
+    seen = []
+
+    def closure():
+        if not torch.equal(attention.in_proj_weight, original):
+            seen.append((attention.in_proj_weight - original).detach().clone())
+        return layer(tokens).square().mean()
+    optimizer = AGZOOptimizer(layer, lr=1e-3, q=2, rank=2, seed=0)
+    optimizer.step(closure)
+    assert optimizer.basis_of(attention.in_proj_weight).shape == (6, 2)
+    assert optimizer.basis_of(attention.out_proj.weight) is None  # called as a weight, never as a module
+    assert optimizer.basis_of(layer.linear1.weight) is not None
+    assert len(seen) == 4 and all(_residual_outside_row_space(d, tokens.reshape(10, 6)) < 1e-10 for d in seen)

@@ -184,7 +184,7 @@ def test_without_lr_the_measured_curvature_is_a_lower_bound_of_l_and_it_converge
     assert float(closure()) - optimum < 1e-2 * (start - optimum)
 
 
-def test_without_lr_the_step_measures_f_once_more_and_returns_it():
+def test_without_lr_the_step_measures_f_and_verifies_the_step_and_returns_f():
     w, closure, _, _ = _quadratic(dim=5)
     calls = []
 
@@ -193,7 +193,7 @@ def test_without_lr_the_step_measures_f_once_more_and_returns_it():
         return closure()
     optimizer = ZOOptimizer([w], q=3, seed=0)
     loss = optimizer.step(counted)
-    assert len(calls) == 2 * 3 + 1 and loss == 0.0  # f(0) = 0 exactly, not the O(μ²) mean
+    assert len(calls) == 2 * 3 + 2 and loss == 0.0  # f(0) = 0 exactly, not the O(μ²) mean
     with_lr = ZOOptimizer([w], lr=0.1, q=3, seed=0)
     calls.clear()
     with_lr.step(counted)
@@ -216,6 +216,27 @@ def test_a_group_with_its_own_lr_keeps_it_while_the_others_use_the_curvature():
     optimizer = ZOOptimizer([{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 1e-12}],
                             q=2, seed=0)
     first_before = model[0].weight.detach().clone()
-    optimizer.step(_loss_closure(model))
+    for _ in range(5):  # a first trial may be undone (verified steps)
+        optimizer.step(_loss_closure(model))
     assert (model[2].weight - head_before).abs().max() < 1e-9
     assert (model[0].weight - first_before).abs().max() > 1e-6
+
+
+def test_without_lr_a_step_that_does_not_decrease_f_is_undone_bit_for_bit_and_the_next_is_halved():
+    """A loss that is linear along every direction measures (almost) no curvature, so the
+    first curvature step is far too long: the verified step undoes it exactly."""
+    w = torch.nn.Parameter(torch.zeros(50, dtype=torch.float64))
+    slope = torch.linspace(-1, 1, 50, dtype=torch.float64)
+
+    def closure():  # linear near 0, a steep wall beyond |w| = 0.5
+        return (slope @ w + 1e3 * torch.relu(w.abs() - 0.5).pow(2).sum()).detach()
+    optimizer = ZOOptimizer([w], q=2, seed=0)
+    before = w.detach().clone()
+    optimizer._meta["curvature"] = 1e-9  # as if the first steps had measured only noise
+    optimizer.step(closure)
+    assert torch.equal(w.detach(), before) and optimizer.curvature == 2e-9
+    values = [float(closure())]
+    for _ in range(60):
+        optimizer.step(closure)
+        values.append(float(closure()))
+    assert all(b <= a for a, b in zip(values, values[1:])) and values[-1] < values[0] - 1.0
