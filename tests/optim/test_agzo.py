@@ -158,3 +158,17 @@ def test_self_attention_in_proj_is_guided_by_its_tokens_and_out_proj_is_not():
     assert optimizer.basis_of(attention.out_proj.weight) is None  # called as a weight, never as a module
     assert optimizer.basis_of(layer.linear1.weight) is not None
     assert len(seen) == 4 and all(_residual_outside_row_space(d, tokens.reshape(10, 6)) < 1e-10 for d in seen)
+
+
+@pytest.mark.parametrize("aggregator", ["align", "zo-least-squares"])
+def test_it_composes_with_zo_align_and_the_learned_aggregator(aggregator):
+    inputs = _low_rank_inputs(rows=32, rank=4).float()
+    targets = torch.randn(32, 2, generator=torch.Generator().manual_seed(5))
+    model = _model().float()
+    loss = lambda: (model(inputs) - targets).square().mean()  # noqa: E731
+    optimizer = AGZOOptimizer(model, q=4, rank=4, aggregator=aggregator, seed=0)
+    with torch.no_grad():
+        start = float(loss())
+        for _ in range(100):
+            optimizer.step(loss)
+        assert float(loss()) < 0.8 * start
