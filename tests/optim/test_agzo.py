@@ -51,10 +51,10 @@ def test_every_perturbation_of_a_linear_weight_lies_in_the_row_space_of_its_inpu
     assert optimizer.basis_of(model[0].bias) is None  # biases are perturbed isotropically
 
 
-def test_zo_align_over_a_covered_subspace_recovers_the_layer_gradient():
-    """r = the activations' rank (3) and q = the subspace's dimension (2 outputs × 3): ZO-Align
-    projects onto the whole subspace, which holds the gradient, so the step is −lr ∇_W f up
-    to finite differences (central, μ = 1e-6, float64)."""
+def _one_align_step(make) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ZO estimate, true gradient) of W in a bias-free 6 → 2 linear least-squares layer on
+    inputs of rank 3: the estimate is read off one ZO-Align step (−ΔW / lr; central
+    differences, μ = 1e-6, float64) of ``make(layer)``."""
     inputs = _low_rank_inputs()
     torch.manual_seed(0)
     layer = torch.nn.Linear(6, 2, bias=False).double()
@@ -62,9 +62,16 @@ def test_zo_align_over_a_covered_subspace_recovers_the_layer_gradient():
     loss = lambda: (layer(inputs) - targets).square().mean()  # noqa: E731
     gradient = torch.autograd.grad(loss(), layer.weight)[0]
     before = layer.weight.detach().clone()
-    lr = 1e-3
-    AGZOOptimizer(layer, lr=lr, q=6, rank=3, aggregator="align", mu=1e-6, seed=0).step(loss)
-    estimate = (before - layer.weight.detach()) / lr
+    make(layer).step(loss)
+    return (before - layer.weight.detach()) / 1e-3, gradient
+
+
+def test_zo_align_over_a_covered_subspace_recovers_the_layer_gradient():
+    """r = the activations' rank (3) and q = the subspace's dimension (2 outputs × 3): ZO-Align
+    projects onto the whole subspace, which holds the gradient, so the step is −lr ∇_W f up
+    to finite differences."""
+    estimate, gradient = _one_align_step(
+        lambda layer: AGZOOptimizer(layer, lr=1e-3, q=6, rank=3, aggregator="align", mu=1e-6, seed=0))
     torch.testing.assert_close(estimate, gradient, rtol=1e-6, atol=1e-8)
 
 
@@ -72,15 +79,8 @@ def test_isotropic_directions_do_not_recover_it_at_the_same_q():
     """The same 6 queries spread over all 12 elements of W (plain ZO-Align) miss half of it."""
     from l2o.optim import ZOOptimizer
 
-    inputs = _low_rank_inputs()
-    torch.manual_seed(0)
-    layer = torch.nn.Linear(6, 2, bias=False).double()
-    targets = torch.randn(12, 2, dtype=torch.float64)
-    loss = lambda: (layer(inputs) - targets).square().mean()  # noqa: E731
-    gradient = torch.autograd.grad(loss(), layer.weight)[0]
-    before = layer.weight.detach().clone()
-    ZOOptimizer(layer.parameters(), lr=1e-3, q=6, aggregator="align", mu=1e-6, seed=0).step(loss)
-    estimate = (before - layer.weight.detach()) / 1e-3
+    estimate, gradient = _one_align_step(
+        lambda layer: ZOOptimizer(layer.parameters(), lr=1e-3, q=6, aggregator="align", mu=1e-6, seed=0))
     assert float((estimate - gradient).norm() / gradient.norm()) > 0.1
 
 
