@@ -35,7 +35,8 @@ Policies (documented and tested):
   ends on, the next ``step(closure)`` takes that evaluation's loss and gradients instead
   of calling the closure again, if every parameter is still bitwise what it was then
   (``reuse_evaluations=False`` turns this off). A safeguarded or line-searched step whose
-  trial is accepted therefore costs one closure call, not two. With a stochastic closure
+  trial is accepted therefore costs one closure call, not two; the price is one copy of the
+  parameters and gradients, held from a trial evaluation to the next step. With a stochastic closure
   (minibatches) the reused gradient is the trial's minibatch at that same point.
 """
 
