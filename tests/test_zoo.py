@@ -14,7 +14,7 @@ from l2o import zoo
 from l2o.eval import relative_suboptimality, rollout
 from l2o.meta import make_family
 from l2o.optim import LearnedOptimizer
-from l2o.rules import GoMathRule, MathL2ORule, SafeguardedRule
+from l2o.rules import GoMathRule, SafeguardedRule
 from problems import LassoFamily
 from problems.real_data import iris, iris_logistic
 
