@@ -48,12 +48,13 @@ class AGZOOptimizer(ZOOptimizer):
     ``model`` (module docstring).
 
     Args:
-        model: the network; its ``nn.Linear`` layers are guided.
+        model: the network; its supported layers (module docstring) are guided.
         params: parameters or param groups (default: ``model.parameters()``).
         rank: r, the rank of each layer's activation basis (capped at ``d_in``).
         lr, q, aggregator, mu, seed, directions, scheme: as :class:`~l2o.optim.ZOOptimizer`;
-            every step evaluates f(θ) once more for the subspace (2q + 1 evaluations with the
-            central scheme), which is also the loss ``step`` returns.
+            every step evaluates f(θ) for the subspace, which is also the loss ``step``
+            returns (central scheme: 2q + 1 evaluations with an lr, 2q + 2 with ``lr=None``,
+            whose step is verified).
 
     ``basis_of(weight)`` is a guided weight's ``V_r`` from the last step.
     """
@@ -120,7 +121,7 @@ class AGZOOptimizer(ZOOptimizer):
     def _chunks(self, query: int, index: int, p: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
         """A guided weight: blocks of rows ``p[i:j]`` and ``Z[i:j] V_rᵀ``, ``Z`` drawn block by
         block; any other parameter: isotropic (:meth:`ZOOptimizer._chunks`)."""
-        basis = self.__dict__.get("_bases", {}).get(id(p))
+        basis = self.basis_of(p)
         if basis is None:
             yield from super()._chunks(query, index, p)
             return
