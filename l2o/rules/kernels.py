@@ -4,8 +4,8 @@ Pure functions of tensors (differentiable wherever the network they replace is):
 
 * :func:`stacked_lstm`: one time step of a multi-layer LSTM over rows (the coordinate-wise
   LSTM of every :class:`~l2o.rules.CoordinateLSTMRule`), equal to ``torch.nn.LSTM`` with
-  sequence length 1; its elementwise cell can run through ``torch.compile``
-  (:func:`compiled_lstm_cell`), which fuses the gate nonlinearities into one pass.
+  sequence length 1, each layer a :class:`FusedLSTMLayer`: one matrix product for both
+  weight matrices, σ in place of ``tanh``, and a hand-derived backward.
 * :func:`planar_relu_network`: ``w3ᵀ ReLU(W2 z) + b3`` for 2-dimensional inputs ``z`` in
   ``O(log H)`` per row instead of ``O(H)`` (the NTK-GD rule's wide hidden layer).
 """
@@ -18,49 +18,125 @@ from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 #: Rows per chunk of the CPU no-autograd LSTM path: keeps a chunk's gates (rows × 4H) in cache.
 LSTM_CHUNK_ROWS = 1 << 14
 
-LSTMCell = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+
+def tanh_by_sigmoid(x: Tensor) -> Tensor:
+    """``tanh(x) = 2σ(2x) − 1``, a new tensor. On CPUs torch's vectorized ``tanh`` costs several
+    times its ``sigmoid`` (measured 9× on the 2-core AVX2 EPYC of PERFORMANCE.md), and the
+    identity is exact up to rounding (absolute error ≤ 2 ulp(1))."""
+    return torch.sigmoid(x * 2).mul_(2).sub_(1)
 
 
-def lstm_cell(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """The LSTM cell's elementwise part, in ``torch.nn.LSTM``'s gate order (i, f, g, o).
+def gate_weights(w_ih: Tensor, w_hh: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+    """One layer's ``nn.LSTM`` weights as the fused layer takes them.
 
-    Args: ``gates`` ``(R, 4H)`` = ``W_ih x + W_hh h + b``; ``c`` ``(R, H)``.
-    Returns ``h' = σ(o) ⊙ tanh(c')`` and ``c' = σ(f) ⊙ c + σ(i) ⊙ tanh(g)``, each ``(R, H)``.
+    ``W = [W_ih | W_hh]`` ``(4H, F + H)`` and ``b`` ``(4H,)``, with the g rows (the third
+    quarter, in ``nn.LSTM``'s gate order i, f, g, o) doubled, so one σ over all gates gives
+    σ(i), σ(f), σ(o) and, through ``tanh(g) = 2σ(2g) − 1``, tanh(g). Differentiable (a
+    concatenation and a scaling of the weights; gradients flow back to ``nn.LSTM``'s).
     """
-    hidden = c.shape[-1]
-    # σ over all gates at once: one contiguous pass beats three strided ones (g's σ unused).
-    i, f, _, o = torch.sigmoid(gates).chunk(4, dim=-1)
-    c_next = torch.addcmul(f * c, i, torch.tanh(gates[:, 2 * hidden : 3 * hidden]))
-    return o * torch.tanh(c_next), c_next
+    hidden = w_hh.shape[1]
+    scale = torch.ones(4 * hidden, dtype=w_ih.dtype, device=w_ih.device)
+    scale[2 * hidden : 3 * hidden] = 2.0
+    return torch.cat([w_ih, w_hh], dim=1) * scale[:, None], bias * scale
+
+
+def cell_forward(z: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The elementwise part of :class:`FusedLSTMLayer`'s forward.
+
+    ``z`` ``(R, 4H)``: the gates' pre-activations with the g rows doubled (overwritten by
+    ``s = σ(z)``); ``c`` ``(R, H)``. Returns ``h'``, ``c'`` and what backward needs: ``s``,
+    ``g = 2 s_g − 1`` and ``tanh(c')``.
+    """
+    hidden = c.shape[1]
+    s = z.sigmoid_()
+    s_i, s_f, s_g, s_o = s.split(hidden, dim=1)
+    g = s_g.mul(2).sub_(1)
+    c_next = torch.addcmul(s_f * c, s_i, g)
+    tanh_c = tanh_by_sigmoid(c_next)
+    return s_o * tanh_c, c_next, s, g, tanh_c
+
+
+def cell_backward(dh: Tensor, dc_next: Tensor, c: Tensor, s: Tensor, g: Tensor, tanh_c: Tensor) -> tuple[Tensor, Tensor]:
+    """The elementwise part of :class:`FusedLSTMLayer`'s backward: ``dz`` ``(R, 4H)`` (the
+    pre-activations' gradient) and ``dc`` ``(R, H)`` (the previous cell state's)."""
+    hidden = c.shape[1]
+    s_i, s_f, _, s_o = s.split(hidden, dim=1)
+    dc = torch.ops.aten.tanh_backward(dh * s_o, tanh_c).add_(dc_next)
+    blocks = torch.empty_like(s)  # written block by block: no concatenation
+    torch.mul(dc, g, out=blocks[:, :hidden])
+    torch.mul(dc, c, out=blocks[:, hidden : 2 * hidden])
+    torch.mul(dc, s_i, out=blocks[:, 2 * hidden : 3 * hidden]).mul_(2)
+    torch.mul(dh, tanh_c, out=blocks[:, 3 * hidden :])
+    return torch.ops.aten.sigmoid_backward(blocks, s), dc * s_f
 
 
 @functools.cache
-def compiled_lstm_cell() -> LSTMCell:
-    """:func:`lstm_cell` through ``torch.compile`` (compiled once per process and shape)."""
-    return torch.compile(lstm_cell, dynamic=None)
+def compiled_cells() -> tuple[Callable, Callable]:
+    """:func:`cell_forward` and :func:`cell_backward` through ``torch.compile`` (once per process
+    and shape)."""
+    return torch.compile(cell_forward, dynamic=False), torch.compile(cell_backward, dynamic=False)
+
+
+class FusedLSTMLayer(torch.autograd.Function):
+    """One LSTM layer, one time step, with a hand-derived backward (first order).
+
+    Forward, for ``xh = [x | h]`` ``(R, F + H)``, ``c`` ``(R, H)`` and :func:`gate_weights`'
+    ``W``, ``b``: ``s = σ(xh Wᵀ + b)`` ``(R, 4H)`` split into ``s_i, s_f, s_g, s_o``;
+    ``g = 2 s_g − 1`` (= tanh of the unscaled g gate);
+    ``c' = s_f ⊙ c + s_i ⊙ g``;  ``h' = s_o ⊙ tanh(c')``.
+
+    Backward, from ``dh'`` and ``dc'``:
+    ``dc = dc' + dh' ⊙ s_o ⊙ (1 − tanh²(c'))``;
+    ``A = [dc ⊙ g, dc ⊙ c, 2 dc ⊙ s_i, dh' ⊙ tanh(c')]``;  ``dz = A ⊙ s ⊙ (1 − s)``
+    (σ's derivative for all four blocks: the g block's 2 and the doubled rows make
+    ``d tanh(g)``);  ``d xh = dz W``, ``dW = dzᵀ xh``, ``db = Σ_rows dz``, ``d c = dc ⊙ s_f``.
+
+    Against autograd through ``nn.LSTM``'s arithmetic it saves the graph's bookkeeping, one
+    of the two matrix products per direction, the gate split's concatenation in backward,
+    and all three ``tanh`` passes (σ instead). ``compiled`` runs the elementwise parts
+    through :func:`compiled_cells`. Equal to ``torch.nn.LSTM`` in values and gradients
+    (tested in float32 and float64).
+    """
+
+    @staticmethod
+    def forward(ctx, xh: Tensor, c: Tensor, weight: Tensor, bias: Tensor, compiled: bool) -> tuple[Tensor, Tensor]:
+        forward_cell = compiled_cells()[0] if compiled else cell_forward
+        h_next, c_next, s, g, tanh_c = forward_cell(torch.addmm(bias, xh, weight.t()), c)
+        ctx.save_for_backward(xh, c, weight, s, g, tanh_c)
+        ctx.compiled = compiled
+        return h_next, c_next
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dh: Tensor | None, dc_next: Tensor | None):
+        xh, c, weight, s, g, tanh_c = ctx.saved_tensors
+        backward_cell = compiled_cells()[1] if ctx.compiled else cell_backward
+        dz, dc = backward_cell(torch.zeros_like(c) if dh is None else dh,
+                               torch.zeros_like(c) if dc_next is None else dc_next, c, s, g, tanh_c)
+        return dz @ weight, dc, dz.t() @ xh, dz.sum(0), None
 
 
 def stacked_lstm(
-    inputs: Tensor, h: Tensor, c: Tensor, weights: Sequence[tuple[Tensor, Tensor, Tensor]],
-    cell: LSTMCell = lstm_cell,
+    inputs: Tensor, h: Tensor, c: Tensor, weights: Sequence[tuple[Tensor, Tensor]], compiled: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """One time step of an ``L``-layer LSTM.
+    """One time step of an ``L``-layer LSTM (:class:`FusedLSTMLayer` per layer).
 
     Args:
         inputs: ``(R, F)``; ``h``, ``c``: ``(L, R, H)``.
-        weights: per layer ``(W_ih (4H, F_l), W_hh (4H, H), b (4H,))`` with ``b = b_ih + b_hh``.
-        cell: :func:`lstm_cell` or :func:`compiled_lstm_cell`'s result.
+        weights: per layer :func:`gate_weights`' ``(W (4H, F_l + H), b (4H,))``.
+        compiled: the elementwise parts through ``torch.compile`` (:func:`compiled_cells`).
     Returns: the last layer's output ``(R, H)`` and the new ``h``, ``c``: ``(L, R, H)``.
     """
     hs, cs = [], []
     layer_input = inputs
-    for (w_ih, w_hh, bias), h_layer, c_layer in zip(weights, h, c):
-        gates = torch.mm(layer_input, w_ih.t()).addmm_(h_layer, w_hh.t()).add_(bias)  # in place: no copies
-        layer_input, c_next = cell(gates, c_layer)
+    for (weight, bias), h_layer, c_layer in zip(weights, h, c):
+        layer_input, c_next = FusedLSTMLayer.apply(
+            torch.cat([layer_input, h_layer], dim=1), c_layer, weight, bias, compiled)
         hs.append(layer_input)
         cs.append(c_next)
     return layer_input, torch.stack(hs), torch.stack(cs)

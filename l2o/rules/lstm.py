@@ -18,9 +18,10 @@ reproducible run), or at zero (``state_init="zeros"``).
 
 The weights live in a ``torch.nn.LSTM`` (its parameter names and layout, so checkpoints
 are plain ``nn.LSTM`` weights); the step itself is :func:`~l2o.rules.kernels.stacked_lstm`
-(equal to ``nn.LSTM``, tested), which on the CPU without autograd runs in chunks of
-``LSTM_CHUNK_ROWS`` coordinates (a GPU takes them all at once), and whose gate
-nonlinearities go through ``torch.compile`` after :meth:`CoordinateLSTMRule.compile_kernels`.
+(fused layers with a hand-derived backward, equal to ``nn.LSTM`` in values and gradients,
+tested), which on the CPU without autograd runs in chunks of ``LSTM_CHUNK_ROWS`` coordinates
+(a GPU takes them all at once), and whose elementwise parts go through ``torch.compile``
+after :meth:`CoordinateLSTMRule.compile_kernels`.
 """
 
 from __future__ import annotations
@@ -76,10 +77,27 @@ class CoordinateLSTMRule(UpdateRule):
         self.compiled = False
 
     def compile_kernels(self, enabled: bool = True) -> "CoordinateLSTMRule":
-        """Run the LSTM's gate nonlinearities through ``torch.compile`` (one fused pass;
-        needs a C++ compiler on CPU, compiles once per shape). Off by default."""
+        """Run the fused LSTM layers' elementwise parts through ``torch.compile``
+        (:func:`~l2o.rules.kernels.compiled_cells`; needs a C++ compiler on CPU, compiles
+        once per shape). Off by default: the eager kernels are as fast on CPU (measured in
+        ``scripts/benchmark.py``), since the matrix products, which it leaves alone, dominate."""
         self.compiled = bool(enabled)
         return self
+
+    def matmul_flops_per_coordinate(self) -> int:
+        """Multiply-add FLOPs (2 per multiply-add) of the network's matrix products for one
+        coordinate and one step: ``2·F·H`` (input layer, if any) ``+ Σ_l 2·4H·(F_l + H)``
+        (the LSTM layers, ``F_l`` = the layer's input width) ``+ 2·H²`` (hidden layer, if
+        any) ``+ 2·H·K`` (the heads). With F = 3, H = 20, two layers, the hidden layer and
+        K = 3 (GoMathL2O): 11,000. The elementwise work (gates, heads, update) is not counted."""
+        hidden, heads = self.hidden_size, len(self.heads)
+        width = hidden if self.input is not None else self.num_features
+        flops = 2 * self.num_features * hidden if self.input is not None else 0
+        for layer in range(self.num_layers):
+            flops += 2 * 4 * hidden * ((width if layer == 0 else hidden) + hidden)
+        if not isinstance(self.hidden, nn.Identity):
+            flops += 2 * hidden * hidden
+        return flops + 2 * hidden * heads
 
     # ------------------------------------------------------------ subclass API
     def config(self) -> dict[str, Any]:
@@ -122,28 +140,27 @@ class CoordinateLSTMRule(UpdateRule):
         dtype = self.out.weight.dtype  # e.g. a float32 zoo rule driving float64 parameters
         rows = batch * dim
         inputs, h, c = features.reshape(rows, width).to(dtype), h.to(dtype), c.to(dtype)
-        weights = [(getattr(self.lstm, f"weight_ih_l{k}"), getattr(self.lstm, f"weight_hh_l{k}"),
-                    getattr(self.lstm, f"bias_ih_l{k}") + getattr(self.lstm, f"bias_hh_l{k}"))
+        weights = [kernels.gate_weights(getattr(self.lstm, f"weight_ih_l{k}"), getattr(self.lstm, f"weight_hh_l{k}"),
+                                        getattr(self.lstm, f"bias_ih_l{k}") + getattr(self.lstm, f"bias_hh_l{k}"))
                    for k in range(self.num_layers)]
-        cell = kernels.compiled_lstm_cell() if self.compiled else kernels.lstm_cell
         if torch.is_grad_enabled() or rows <= kernels.LSTM_CHUNK_ROWS or inputs.device.type != "cpu":
-            raw, h, c = self._network_rows(inputs, h, c, weights, cell)
+            raw, h, c = self._network_rows(inputs, h, c, weights)
         else:  # CPU deployment on a large model: chunks keep each chunk's gates in cache
             raw = inputs.new_empty(rows, len(self.heads))
             h_next, c_next = torch.empty_like(h), torch.empty_like(c)
             for start in range(0, rows, kernels.LSTM_CHUNK_ROWS):
                 part = slice(start, start + kernels.LSTM_CHUNK_ROWS)
                 raw[part], h_next[:, part], c_next[:, part] = self._network_rows(
-                    inputs[part], h[:, part], c[:, part], weights, cell)
+                    inputs[part], h[:, part], c[:, part], weights)
             h, c = h_next, c_next
         return raw.to(features.dtype).reshape(batch, dim, len(self.heads)), h, c
 
-    def _network_rows(self, inputs: Tensor, h: Tensor, c: Tensor, weights: list[tuple[Tensor, Tensor, Tensor]],
-                      cell: kernels.LSTMCell) -> tuple[Tensor, Tensor, Tensor]:
+    def _network_rows(self, inputs: Tensor, h: Tensor, c: Tensor,
+                      weights: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
         """``(R, F)`` rows -> ``(R, K)`` raw outputs and the new ``h``, ``c``."""
         if self.input is not None:
             inputs = self.input(inputs)
-        out, h, c = kernels.stacked_lstm(inputs, h, c, weights, cell)
+        out, h, c = kernels.stacked_lstm(inputs, h, c, weights, self.compiled)
         return self.out(self.hidden(out)), h, c
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:

@@ -8,7 +8,7 @@ import torch
 from l2o.meta import MetaTrainer
 from l2o.optim import LearnedOptimizer
 from l2o.rules import FISTARule, GoMathRule, StepContext, kernels
-from l2o.rules.kernels import compiled_lstm_cell, lstm_cell, planar_relu_network, stacked_lstm
+from l2o.rules.kernels import FusedLSTMLayer, gate_weights, planar_relu_network, stacked_lstm, tanh_by_sigmoid
 from l2o.rules.ntk_gd import NTKGDRule
 
 
@@ -67,31 +67,69 @@ def test_ntk_rule_matches_its_explicit_network_on_every_layer_dtype():
     torch.testing.assert_close(rule.logits(x, grad), explicit.double(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("layers,features", [(1, 3), (2, 5)])
-def test_stacked_lstm_equals_torch_lstm_in_value_and_gradient(layers, features):
-    torch.manual_seed(0)
-    lstm = torch.nn.LSTM(features, 7, layers).double()
-    inputs = torch.randn(11, features, dtype=torch.float64, requires_grad=True)
-    h = torch.randn(layers, 11, 7, dtype=torch.float64, requires_grad=True)
-    c = torch.randn(layers, 11, 7, dtype=torch.float64, requires_grad=True)
-    weights = [(getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}"),
-                getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")) for k in range(layers)]
+def lstm_and_fused(rows: int, features: int, hidden: int, layers: int, dtype: torch.dtype, compiled: bool = False):
+    """``nn.LSTM`` (sequence length 1) and :func:`stacked_lstm` on the same random inputs and
+    weights: each ``(out, h, c)`` and the gradients of a random probe of them with respect
+    to the inputs, states and every ``nn.LSTM`` parameter."""
+    torch.manual_seed(rows + features + hidden + layers)
+    lstm = torch.nn.LSTM(features, hidden, layers).to(dtype)
+    with torch.no_grad():
+        for param in lstm.parameters():  # nonzero biases, gates away from their linear range
+            param.normal_(0, 0.5)
+    inputs = torch.randn(rows, features, dtype=dtype, requires_grad=True)
+    h = torch.randn(layers, rows, hidden, dtype=dtype, requires_grad=True)
+    c = torch.randn(layers, rows, hidden, dtype=dtype, requires_grad=True)
+    weights = [gate_weights(getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}"),
+                            getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")) for k in range(layers)]
     out, (h_ref, c_ref) = lstm(inputs[None], (h, c))
-    results = [stacked_lstm(inputs, h, c, weights), (out[0], h_ref, c_ref)]
+    results = [stacked_lstm(inputs, h, c, weights, compiled), (out[0], h_ref, c_ref)]
     probes = [torch.randn_like(t) for t in results[1]]
     leaves = (inputs, h, c, *lstm.parameters())
     grads = [torch.autograd.grad(sum((t * p).sum() for t, p in zip(r, probes)), leaves) for r in results]
-    for fast, reference in zip((*results[0], *grads[0]), (*results[1], *grads[1])):
-        torch.testing.assert_close(fast, reference, rtol=1e-10, atol=1e-10)
+    return (*results[0], *grads[0]), (*results[1], *grads[1])
 
 
-def test_compiled_lstm_cell_equals_the_eager_cell():
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("rows,features,hidden,layers", [(1, 3, 20, 2), (11, 5, 7, 1), (300, 3, 20, 2), (64, 20, 32, 3)])
+def test_fused_lstm_equals_torch_lstm_in_value_and_gradient(rows, features, hidden, layers, dtype, tolerance):
+    fused, reference = lstm_and_fused(rows, features, hidden, layers, dtype)
+    for name, got, expected in zip(["out", "h", "c", "d inputs", "d h", "d c"] + ["d weights"] * 4 * layers,
+                                   fused, reference):
+        torch.testing.assert_close(got, expected, rtol=tolerance, atol=tolerance, msg=name)
+
+
+def test_fused_lstm_layer_passes_gradcheck():
+    torch.manual_seed(0)
+    xh = torch.randn(6, 3 + 4, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(16, 7, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(16, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: FusedLSTMLayer.apply(*a, False), (xh, c, weight, bias))
+
+
+def test_fused_lstm_backward_with_only_one_output_used():
+    """Autograd passes None for an output that the loss does not use (the last layer's c)."""
+    torch.manual_seed(0)
+    xh = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    weight, bias = torch.randn(12, 6, dtype=torch.float64), torch.randn(12, dtype=torch.float64)
+    for pick in (0, 1):
+        def f(xh, c):
+            return FusedLSTMLayer.apply(xh, c, weight, bias, False)[pick]
+        assert torch.autograd.gradcheck(f, (xh, c))
+
+
+def test_tanh_by_sigmoid_is_tanh_to_rounding():
+    x = torch.linspace(-30, 30, 10001, dtype=torch.float64)
+    torch.testing.assert_close(tanh_by_sigmoid(x), torch.tanh(x), rtol=0, atol=1e-15)
+    torch.testing.assert_close(tanh_by_sigmoid(x.float()), torch.tanh(x.float()), rtol=0, atol=3e-7)
+
+
+def test_compiled_fused_lstm_equals_torch_lstm():
     pytest.importorskip("torch._inductor")
-    generator = torch.Generator().manual_seed(0)
-    gates = torch.randn(64, 4 * 5, generator=generator)
-    c = torch.randn(64, 5, generator=generator)
-    for compiled, eager in zip(compiled_lstm_cell()(gates, c), lstm_cell(gates, c)):
-        torch.testing.assert_close(compiled, eager, rtol=1e-6, atol=1e-6)
+    fused, reference = lstm_and_fused(40, 3, 20, 2, torch.float32, compiled=True)
+    for got, expected in zip(fused, reference):
+        torch.testing.assert_close(got, expected, rtol=2e-5, atol=2e-5)
 
 
 def rollout_and_meta_gradient(rule, steps=3):
@@ -149,3 +187,20 @@ def test_rules_without_kernels_refuse_compile():
     with pytest.raises(ValueError, match="no compiled kernels"):
         LearnedOptimizer([torch.nn.Parameter(torch.zeros(3))], rule=FISTARule(), lr=0.1, compile=True)
     assert MetaTrainer(rule="gomath", compile=True).rule.compiled
+
+
+@pytest.mark.parametrize("name", ["gomath", "mathl2o", "l2l", "rnnprop"])
+def test_matmul_flop_count_is_what_torch_counts(name):
+    """The roofline's FLOPs per coordinate equal torch's own count of the network's matrix
+    products (``FlopCounterMode``) over a batch of rows."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from l2o.rules import build_rule
+
+    rule = build_rule(name)
+    rows = 37
+    features = torch.randn(1, rows, rule.num_features)
+    h = c = torch.zeros(rule.num_layers, rows, rule.hidden_size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        rule.network(features, h, c)
+    assert counter.get_total_flops() == rows * rule.matmul_flops_per_coordinate()
