@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from problems.base import Instances, ProblemFamily, require, sparse_gaussian, squared_spectral_norm
+from problems.linalg import matvec, rmatvec
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
@@ -38,14 +39,14 @@ class LeastSquaresInstances(Instances):
     def residual(self, x: Tensor) -> Tensor:
         """``A x - b``: ``(B, n) -> (B, m)``."""
         self.check_point(x)
-        return torch.einsum("bmn,bn->bm", self.A, x) - self.b
+        return matvec(self.A, x) - self.b
 
     def f(self, x: Tensor) -> Tensor:
         return 0.5 * self.residual(x).pow(2).sum(-1)
 
     def grad(self, x: Tensor) -> Tensor:
         """``Aᵀ (A x - b)``."""
-        return torch.einsum("bmn,bm->bn", self.A, self.residual(x))
+        return rmatvec(self.A, self.residual(x))
 
     def lipschitz(self) -> Tensor:
         """``||A||_2²`` (largest squared singular value)."""
@@ -55,7 +56,7 @@ class LeastSquaresInstances(Instances):
         """``F(x) - D(ν)`` with ``D(ν) = -½||ν||² - bᵀν``, ``ν = s (A x - b)`` scaled so
         that ``||Aᵀ ν||_∞ <= λ``. Upper-bounds ``F(x) - F*``. Needs λ > 0."""
         residual = self.residual(x)
-        correlation = torch.einsum("bmn,bm->bn", self.A, residual).abs().amax(-1)
+        correlation = rmatvec(self.A, residual).abs().amax(-1)
         scale = torch.clamp(self.l1 / correlation.clamp_min(torch.finfo(x.dtype).tiny), max=1.0)
         nu = scale[:, None] * residual
         dual = -0.5 * nu.pow(2).sum(-1) - (self.b * nu).sum(-1)

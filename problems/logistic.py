@@ -17,6 +17,7 @@ from torch import Tensor
 from torch.nn.functional import softplus
 
 from problems.base import Instances, ProblemFamily, require, sparse_gaussian, squared_spectral_norm
+from problems.linalg import matvec, rmatvec
 from problems.solvers import solve_newton
 
 
@@ -48,7 +49,7 @@ class LogisticInstances(Instances):
     def margins(self, x: Tensor) -> Tensor:
         """``z_i = y_i a_iᵀ x``: ``(B, n) -> (B, m)``."""
         self.check_point(x)
-        return self.y * torch.einsum("bmn,bn->bm", self.A, x)
+        return self.y * matvec(self.A, x)
 
     def f(self, x: Tensor) -> Tensor:
         loss = softplus(-self.margins(x)).mean(-1)
@@ -57,7 +58,7 @@ class LogisticInstances(Instances):
     def grad(self, x: Tensor) -> Tensor:
         """``-(1/m) Aᵀ (y ⊙ σ(-z)) + ρ x``."""
         weights = self.y * torch.sigmoid(-self.margins(x)) / self.A.shape[1]
-        return -torch.einsum("bmn,bm->bn", self.A, weights) + self.ridge[:, None] * x
+        return -rmatvec(self.A, weights) + self.ridge[:, None] * x
 
     def hessian(self, x: Tensor) -> Tensor:
         """``(1/m) Aᵀ diag(σ(z) σ(-z)) A + ρ I``: ``(B, n) -> (B, n, n)``."""
@@ -74,7 +75,7 @@ class LogisticInstances(Instances):
         """Gap to the dual ``D(θ) = (1/m) Σ H(θ_i)`` (binary entropy, nats) at
         ``θ = s σ(-z)`` scaled so that ``||(1/m) Aᵀ (y ⊙ θ)||_∞ <= λ``. Needs ρ = 0, λ > 0."""
         theta = torch.sigmoid(-self.margins(x))
-        correlation = torch.einsum("bmn,bm->bn", self.A, self.y * theta).abs().amax(-1)
+        correlation = rmatvec(self.A, self.y * theta).abs().amax(-1)
         correlation = correlation / self.A.shape[1]
         scale = torch.clamp(self.l1 / correlation.clamp_min(torch.finfo(x.dtype).tiny), max=1.0)
         theta = scale[:, None] * theta

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from l2o.features import instance_dot, instance_norm
 from l2o.rules.base import State, StepContext, UpdateRule, step_size, validate_lr
 from l2o.rules.lstm import CoordinateLSTMRule
+from problems.linalg import matvec
 
 INITIALS = ("identity", "lipschitz", "curvature")
 STEPS = ("constant", "armijo", "exact", "hypergradient")
@@ -45,7 +46,7 @@ def bfgs_update(H: Tensor, s: Tensor, y: Tensor, eps: float = 1e-8) -> Tensor:
     sy = instance_dot(s, y)  # (B, 1)
     ok = sy > eps * instance_norm(s) * instance_norm(y)
     rho = torch.where(ok, 1.0 / torch.where(ok, sy, torch.ones_like(sy)), torch.zeros_like(sy))
-    Hy = torch.einsum("bij,bj->bi", H, y)
+    Hy = matvec(H, y)
     yHy = instance_dot(y, Hy)
     outer = lambda a, b: a[:, :, None] * b[:, None, :]  # noqa: E731
     correction = -rho[:, :, None] * (outer(s, Hy) + outer(Hy, s)) + (rho**2 * yHy + rho)[:, :, None] * outer(s, s)
@@ -99,7 +100,7 @@ def bfgs_direction(x: Tensor, grad: Tensor, state: State, eps: float,
         H = H * gamma[:, :, None]
     updated = bfgs_update(H, s, y, eps)
     H = torch.where(started[:, :, None] > 0, updated, H)
-    direction = torch.einsum("bij,bj->bi", H, grad)
+    direction = matvec(H, grad)
     return direction, {"H": H, "x_prev": x, "g_prev": grad, "started": torch.ones_like(started),
                        "pairs": state["pairs"] + (started > 0).to(x.dtype)}
 
