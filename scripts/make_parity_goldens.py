@@ -23,53 +23,18 @@ Nothing is imported from l2o here: the goldens are the official code's numbers o
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import subprocess
-import sys
-import types
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
+from official_checkout import commit, import_official
+
 STEPS = 10
 META_STEPS = 5
 BATCH, M, N, SPARSITY, RHO = 3, 5, 8, 2, 0.1
 HIDDEN = 8
-
-
-def commit(path: Path) -> str:
-    try:
-        return subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def import_official(path: Path):
-    """The official repository's ``optimizers`` and ``optimizees`` packages (fresh import)."""
-    for name in [n for n in sys.modules if n.split(".")[0] in ("optimizers", "optimizees", "utils")]:
-        del sys.modules[name]
-    if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
-        # MathL2OProof's optimizees/__init__ imports its MNIST CNN task, which needs torchvision;
-        # the QP case does not use it, so a placeholder module lets the package import.
-        stub = types.ModuleType("torchvision")
-        stub.datasets, stub.transforms = types.ModuleType("datasets"), types.ModuleType("transforms")
-        sys.modules["torchvision"] = stub
-    sys.path.insert(0, str(path))
-    try:
-        if (path / "utils" / "utils.py").exists():
-            # MathL2OProof's modules import names (shrink_free, ...) from its ``utils`` package,
-            # whose __init__ is empty: re-export utils/utils.py there so that they import.
-            import utils  # noqa: PLC0415
-            import utils.utils  # noqa: PLC0415
-            vars(utils).update({k: v for k, v in vars(utils.utils).items() if not k.startswith("_")})
-        import optimizees  # noqa: PLC0415
-        import optimizers  # noqa: PLC0415
-    finally:
-        sys.path.remove(str(path))
-    return optimizers, optimizees
 
 
 def problem(seed: int, m: int = M, n: int = N) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
