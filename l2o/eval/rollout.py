@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from typing import Callable, Iterator
 
 import torch
@@ -26,11 +27,35 @@ class Trajectory:
         objective: ``(T + 1, B)`` F at the reported iterate, k = 0 … T.
         final: ``(B, n)`` the last reported iterate.
         state: the rule's final state (rules only; e.g. a safeguard's ``fallbacks``).
+        seconds: ``(T + 1,)`` wall-clock seconds from the start of the run to each reported
+            iterate (0 at k = 0), the objective evaluations that record the curve included.
     """
 
     objective: Tensor
     final: Tensor
     state: State | None = None
+    seconds: Tensor | None = None
+
+
+class StepClock:
+    """Cumulative wall seconds at each recorded iterate (synchronizing CUDA first, so that
+    queued kernels count where they run)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.start = self._now()
+        self.marks = [0.0]
+
+    def _now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def tick(self) -> None:
+        self.marks.append(self._now() - self.start)
+
+    def seconds(self) -> Tensor:
+        return torch.tensor(self.marks, dtype=torch.float64)
 
 
 def unroll(
@@ -82,12 +107,14 @@ def rollout(method: Method, instances: Instances, steps: int, differentiable: bo
 def _rollout_rule(rule: UpdateRule, instances: Instances, steps: int, seed: int) -> Trajectory:
     x = instances.x0()
     ctx = dataclasses.replace(StepContext.for_instances(instances), generator=torch.Generator().manual_seed(seed))
+    clock = StepClock(x.device)
     values = [instances.objective(x)]
     final, state = x, None
     for x, state in unroll(rule, instances, steps, x=x, ctx=ctx):
         final = rule.iterate(x, state)
         values.append(instances.objective(final))
-    return Trajectory(torch.stack(values), final, state)
+        clock.tick()
+    return Trajectory(torch.stack(values), final, state, clock.seconds())
 
 
 def _rollout_optimizer(factory: OptimizerFactory, instances: Instances, steps: int) -> Trajectory:
@@ -120,10 +147,12 @@ def _rollout_optimizer(factory: OptimizerFactory, instances: Instances, steps: i
         points = optimizer.iterates() if isinstance(optimizer, RuleOptimizer) else params
         return torch.stack([p.detach() for p in points])
 
+    clock = StepClock(start.device)
     with torch.no_grad():
         values = [instances.objective(reported())]
     for _ in range(steps):
         optimizer.step(closure)
         with torch.no_grad():
             values.append(instances.objective(reported()))
-    return Trajectory(torch.stack(values), reported())
+        clock.tick()
+    return Trajectory(torch.stack(values), reported(), seconds=clock.seconds())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import json
 import math
@@ -86,6 +87,23 @@ def test_compare_table_matches_rollouts():
     assert by_method["FISTA"]["speedup_vs_ISTA"] == median(ista) / median(fista) > 1.5
     with pytest.raises(KeyError, match="baseline"):
         compare(methods, batch, 5, baseline="Adam")
+
+
+def test_time_to_tolerance_is_the_measured_time_of_the_step_that_reaches_it(monkeypatch):
+    """``ms_to_eps`` reads the rollout's clock at each instance's first step within eps: with
+    a clock that advances exactly 1 s per reading, it is the median of those steps (× 1000),
+    it is inf where the tolerance is never reached, and ``Trajectory.seconds`` has one mark
+    per iterate."""
+    rollout_module = importlib.import_module("l2o.eval.rollout")  # the package exports a function of that name
+    ticks = iter(range(10_000))
+    monkeypatch.setattr(rollout_module.time, "perf_counter", lambda: float(next(ticks)))
+    batch = LassoFamily.toy().sample(5, seed=2, dtype=torch.float64)
+    trajectory = rollout(ProxGDRule(), batch, 40)
+    torch.testing.assert_close(trajectory.seconds, torch.arange(41, dtype=torch.float64))
+    table, curves = compare({"ISTA": ProxGDRule()}, batch, 40, checkpoints=(40,), tolerances=(1e-1, 1e-30))
+    row = table.rows[0]
+    assert row["ms_to_0.1"] == 1e3 * median(iterations_to(curves["ISTA"], 1e-1)) == 1e3 * row["iters<=0.1"] > 0
+    assert row["iters<=1e-30"] == row["ms_to_1e-30"] == math.inf
 
 
 def test_rollout_validates_arguments():
