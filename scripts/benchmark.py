@@ -4,9 +4,12 @@
    a K-step unroll, batched vs a straightforward per-instance loop;
 2. ``step()`` time of learned optimizers vs ``torch.optim.Adam`` on MLPs of ~1M and ~10M
    parameters, with l2o's classical AdamHD and ProxGD as the cost of the optimizer machinery
-   without a network;
-3. amortized solving: time to reach a relative suboptimality on many LASSO instances with a
-   zoo optimizer (one batched call) vs batched FISTA vs cvxpy one instance at a time;
+   without a network; for the LSTM rules also the achieved GFLOP/s of the network's matrix
+   products and the ratio to the roofline (those FLOPs at the GEMM rate measured in the same
+   run, or the step's minimal memory traffic at the measured copy bandwidth);
+3. amortized solving: time to reach a relative suboptimality on 256 and 1000 LASSO instances,
+   float64 and float32 data, with a zoo optimizer (one batched call) vs batched FISTA and
+   FISTA with restart, and cvxpy one instance at a time;
 4. ZO memory: peak memory of one ``ZOOptimizer`` step (closure only) vs one backprop step
    (forward + backward + SGD) on the same MLP and batch, each in a fresh subprocess after
    one warm-up step: the rise of peak RSS above the resident size before the step (Linux
@@ -37,7 +40,7 @@ from l2o.eval import Table, relative_suboptimality
 from l2o.eval.memory import peak_step_memory
 from l2o.eval.rollout import unroll
 from l2o.optim import AdamHD, LearnedOptimizer, ProxGD
-from l2o.rules import FISTARule, StepContext, UpdateRule, build_rule
+from l2o.rules import CoordinateLSTMRule, FISTARule, StepContext, UpdateRule, build_rule
 from problems import LassoFamily
 
 
@@ -107,33 +110,60 @@ def mlp(parameters: int, device: str) -> torch.nn.Module:
                                torch.nn.ReLU(), torch.nn.Linear(width, width)).to(device)
 
 
-def step_time(make_optimizer, parameters: int, device: str, repeats: int) -> tuple[float, int]:
+def step_time(make_optimizer, parameters: int, device: str, repeats: int) -> tuple[float, int, int]:
+    """Median ``step()`` seconds, the parameter count, and the bytes a step must move at
+    least: the optimizer's state read and written, the parameters read and written and
+    their gradients read."""
     torch.manual_seed(0)
     model = mlp(parameters, device)
     for p in model.parameters():
         p.grad = torch.randn_like(p) * 1e-3
     optimizer = make_optimizer(model.parameters())
-    return timed(optimizer.step, device, repeats), sum(p.numel() for p in model.parameters())
+    seconds = timed(optimizer.step, device, repeats)
+    params = list(model.parameters())
+    state = sum(t.nbytes for slot in optimizer.state.values() for t in slot.values() if torch.is_tensor(t))
+    return seconds, sum(p.numel() for p in params), 2 * state + 3 * sum(p.nbytes for p in params)
+
+
+def machine_rates(device: str, repeats: int) -> tuple[float, float]:
+    """The machine's achievable rates, measured now: float32 GEMM FLOP/s (a 2048³ ``mm``) and
+    copy bandwidth in bytes/s (a 256 MB ``copy_``, read + write)."""
+    a, b = (torch.randn(2048, 2048, device=device) for _ in range(2))
+    gemm = 2 * 2048**3 / timed(lambda: a @ b, device, max(repeats, 5))
+    source = torch.randn(1 << 26, device=device)
+    target = torch.empty_like(source)
+    copy = 2 * source.nbytes / timed(lambda: target.copy_(source), device, max(repeats, 5))
+    return gemm, copy
 
 
 def step_overhead(args) -> Table:
-    table = Table(["device", "params", "optimizer", "step ms", "vs Adam"])
+    """``step()`` vs Adam, and for the LSTM rules against the roofline: the time the network's
+    matrix-product FLOPs take at the measured GEMM rate, or the step's minimal traffic at
+    the measured copy bandwidth, whichever is longer."""
+    table = Table(["device", "params", "optimizer", "step ms", "vs Adam", "GFLOP/s", "roofline ms", "step / roofline"])
     learned = {name: zoo.load(name).rule for name in args.zoo if name in zoo.list()}
     for device in devices():
+        gemm, bandwidth = machine_rates(device, args.repeats)
+        print(f"{device}: GEMM {gemm / 1e9:.0f} GFLOP/s (2048³ float32 mm), copy {bandwidth / 1e9:.1f} GB/s", flush=True)
         for size in args.sizes:
-            adam, count = step_time(lambda p: torch.optim.Adam(p, lr=1e-3), size, device, args.repeats)
+            adam, count, _ = step_time(lambda p: torch.optim.Adam(p, lr=1e-3), size, device, args.repeats)
             table.add(device=device, params=count, optimizer="torch.optim.Adam", **{"step ms": 1e3 * adam, "vs Adam": 1.0})
             # The RuleOptimizer machinery alone (flatten, finite check, pure rule, write-back):
             for name, make in {"l2o.optim.AdamHD": lambda p: AdamHD(p, lr=1e-3),
                                "l2o.optim.ProxGD": lambda p: ProxGD(p, lr=1e-3)}.items():
-                seconds, _ = step_time(make, size, device, args.repeats)
+                seconds, _, _ = step_time(make, size, device, args.repeats)
                 table.add(device=device, params=count, optimizer=name, **{"step ms": 1e3 * seconds, "vs Adam": seconds / adam})
             for name, entry_rule in learned.items():
                 for label, rule in variants(entry_rule.to(device), args).items():
-                    seconds, _ = step_time(lambda p: LearnedOptimizer(p, rule=rule, lr=1e-3, check_finite=False),
-                                           size, device, args.repeats)
-                    table.add(device=device, params=count, optimizer=name + label,
-                              **{"step ms": 1e3 * seconds, "vs Adam": seconds / adam})
+                    seconds, _, traffic = step_time(
+                        lambda p: LearnedOptimizer(p, rule=rule, lr=1e-3, check_finite=False), size, device, args.repeats)
+                    row = {"step ms": 1e3 * seconds, "vs Adam": seconds / adam}
+                    if isinstance(rule, CoordinateLSTMRule):
+                        flops = count * rule.matmul_flops_per_coordinate()
+                        roofline = max(flops / gemm, traffic / bandwidth)
+                        row.update({"GFLOP/s": flops / seconds / 1e9, "roofline ms": 1e3 * roofline,
+                                    "step / roofline": seconds / roofline})
+                    table.add(device=device, params=count, optimizer=name + label, **row)
                     print(table.to_markdown().splitlines()[-1], flush=True)
     return table
 
@@ -175,27 +205,40 @@ def cvxpy_time(instances, count: int) -> tuple[float, float]:
 
 
 def amortized_solving(args) -> Table:
-    table = Table(["device", "method", "instances", "seconds", "per instance ms", "steps", "reached", "speedup vs cvxpy"])
+    """Wall time to a tolerance on many LASSO instances: the zoo entry (its float32 network,
+    iterates in the data's dtype) against batched FISTA and FISTA with adaptive restart
+    (the strongest classical baseline), per data dtype and instance count, and cvxpy one
+    instance at a time (float64) as the yardstick."""
+    table = Table(["device", "dtype", "instances", "method", "seconds", "per instance ms", "steps", "ms per step",
+                   "reached", "vs best FISTA", "speedup vs cvxpy"])
     name = args.amortized_zoo
     entry = zoo.load(name)
     family = LassoFamily(**entry.card["training"]["family_params"])
     for device in devices():
-        instances = family.sample(args.instances, seed=args.seed, device=device, dtype=torch.float64)
-        instances.optimum()  # F* is the benchmark's yardstick, not part of any method's time
-        per_cvxpy, worst = cvxpy_time(instances, args.cvxpy_instances)
-        table.add(device="cpu", method="cvxpy (default solver, one at a time)", instances=args.cvxpy_instances,
-                  seconds=per_cvxpy * args.cvxpy_instances, **{"per instance ms": 1e3 * per_cvxpy},
-                  steps="-", reached=f"worst rel {worst:.1e}", **{"speedup vs cvxpy": 1.0})
-        # The network keeps its stored float32 (as in LearnedOptimizer); iterates stay float64.
+        cvxpy_instances = family.sample(args.cvxpy_instances, seed=args.seed, device=device, dtype=torch.float64)
+        per_cvxpy, worst = cvxpy_time(cvxpy_instances, args.cvxpy_instances)
+        table.add(device="cpu", dtype="float64", instances=args.cvxpy_instances,
+                  method="cvxpy (default solver, one at a time)", seconds=per_cvxpy * args.cvxpy_instances,
+                  **{"per instance ms": 1e3 * per_cvxpy, "speedup vs cvxpy": 1.0},
+                  steps="-", reached=f"worst rel {worst:.1e}")
         learned = {name + label: rule for label, rule in variants(entry.rule.to(device), args).items()}
-        for label, method in {**learned, "FISTA (batched)": FISTARule()}.items():
-            time_to_tolerance(method, instances, args.tolerance, 10, device)  # warm-up (compilation), untimed
-            seconds, steps, reached = time_to_tolerance(method, instances, args.tolerance, args.max_steps, device)
-            per = seconds / args.instances
-            table.add(device=device, method=label, instances=args.instances, seconds=seconds,
-                      **{"per instance ms": 1e3 * per}, steps=steps, reached=reached,
-                      **{"speedup vs cvxpy": per_cvxpy / per})
-            print(table.to_markdown().splitlines()[-1], flush=True)
+        methods = {**learned, "FISTA (batched)": FISTARule(), "FISTA + restart (batched)": FISTARule(restart=True)}
+        for dtype in args.data_dtypes:
+            for count in args.instances:
+                instances = family.sample(count, seed=args.seed, device=device, dtype=getattr(torch, dtype))
+                instances.optimum()  # F* is the benchmark's yardstick, not part of any method's time
+                rows = {}
+                for label, method in methods.items():
+                    time_to_tolerance(method, instances, args.tolerance, 10, device)  # warm-up, untimed
+                    rows[label] = time_to_tolerance(method, instances, args.tolerance, args.max_steps, device)
+                best_fista = min(seconds for label, (seconds, _, _) in rows.items() if label.startswith("FISTA"))
+                for label, (seconds, steps, reached) in rows.items():
+                    per = seconds / count
+                    table.add(device=device, dtype=dtype, instances=count, method=label, seconds=seconds,
+                              **{"per instance ms": 1e3 * per, "ms per step": 1e3 * seconds / steps,
+                                 "vs best FISTA": best_fista / seconds, "speedup vs cvxpy": per_cvxpy / per},
+                              steps=steps, reached=reached)
+                    print(table.to_markdown().splitlines()[-1], flush=True)
     return table
 
 
@@ -226,7 +269,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--zoo", nargs="+", default=["gomath-lasso-toy", "ntk-gd-qp"])
     parser.add_argument("--amortized-zoo", default="gomath-lasso")
-    parser.add_argument("--instances", type=int, default=1000)
+    parser.add_argument("--instances", type=int, nargs="+", default=[256, 1000])
+    parser.add_argument("--data-dtypes", nargs="+", choices=["float64", "float32"], default=["float64", "float32"],
+                        help="dtypes of the amortized section's problem data")
     parser.add_argument("--cvxpy-instances", type=int, default=20, help="cvxpy's time is per instance, from this many")
     parser.add_argument("--tolerance", type=float, default=1e-4)
     parser.add_argument("--max-steps", type=int, default=2000)
