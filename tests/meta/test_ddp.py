@@ -24,6 +24,14 @@ class Record(L.Callback):
         torch.save({"fingerprints": self.fingerprints, "weights": module.rule.state_dict()},
                    self.directory / f"rank{trainer.global_rank}.pt")
 
+    def teardown(self, trainer, module, stage) -> None:
+        """Close the gloo group before the spawned rank exits: left to interpreter shutdown,
+        its threads were at times destroyed while joinable ("terminate called without an
+        active exception", SIGABRT) after training had finished."""
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
 
 def _fit(directory, **trainer_kwargs) -> None:
     L.seed_everything(0, verbose=False)
