@@ -226,6 +226,8 @@ class RuleOptimizer(CopyableOptimizer):
             ctx.objective = self._objective(group, x, closure, loss, self._record_evaluation)
         slot = self.state[params[0]]
         state: State = slot.get("rule_state") or rule.init_state(x, ctx)
+        spares = self.__dict__.setdefault("_spare", {})  # not copied or pickled: private
+        ctx.spare = spares.pop(id(params[0]), [])
         x_next, new_state = rule.step(x, grad, state, ctx)
         scale = self._displacement_scale(group, slot)
         if scale != 1.0:
@@ -236,6 +238,11 @@ class RuleOptimizer(CopyableOptimizer):
             x_next = torch.where(kept, x, x_next)
         self._write(params, x_next[0])
         slot["rule_state"] = new_state
+        # The state before this step is now referenced by nothing of ours (torch.optim's own
+        # optimizers overwrite their state in place, so a user keeps copies, not references):
+        # its tensors become the next step's spare outputs.
+        kept = {id(t) for t in new_state.values()}
+        spares[id(params[0])] = [t for t in state.values() if torch.is_tensor(t) and id(t) not in kept]
         slot["step"] = slot.get("step", torch.tensor(0.0)) + 1
 
     def _displacement_scale(self, group: dict[str, Any], slot: dict[str, Any]) -> float:

@@ -44,6 +44,11 @@ class StepContext:
             problem is ``F₀(x + t)``; None for no shift. Rules never read it directly:
             they take the proximal step with :meth:`prox` and evaluate the nonsmooth part's
             subdifferential at :meth:`nonsmooth_point`, as the official code does.
+        spare: tensors of a state that the caller has discarded, which a rule may take
+            (:meth:`take_spare`) and overwrite as outputs of this step instead of allocating
+            (the drop-in optimizers pass the state before the previous step: at 1M
+            parameters the LSTM's new ``h``, ``c`` are 320 MB, whose fresh pages cost about
+            a third of a step). Empty in rollouts and meta-training.
     """
 
     l1: Tensor
@@ -52,6 +57,16 @@ class StepContext:
     gradient: Callable[[Tensor], Tensor] | None = None
     generator: torch.Generator | None = None
     shift: Tensor | None = None
+    spare: list[Tensor] = dataclasses.field(default_factory=list)
+
+    def take_spare(self, like: Tensor) -> Tensor | None:
+        """Remove and return a spare tensor with ``like``'s shape, dtype and device that shares
+        no memory with ``like``, or None. Each spare is handed out at most once per step."""
+        for index, spare in enumerate(self.spare):
+            if (spare.shape == like.shape and spare.dtype == like.dtype and spare.device == like.device
+                    and spare.is_contiguous() and spare.untyped_storage().data_ptr() != like.untyped_storage().data_ptr()):
+                return self.spare.pop(index)
+        return None
 
     def prox(self, z: Tensor, step: Tensor | float) -> Tensor:
         """``prox_{step · λ ||· + t||_1}(z) = soft_threshold(z + t, step · λ) − t``

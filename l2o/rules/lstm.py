@@ -127,8 +127,10 @@ class CoordinateLSTMRule(UpdateRule):
             h, c = ((self.state_scale * torch.randn(shape, generator=ctx.generator)).to(x) for _ in range(2))
         return {"h": h, "c": c, **self.extra_state(x, ctx)}
 
-    def network(self, features: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(B, n, F) -> (B, n, K)`` raw outputs and the new ``h``, ``c``."""
+    def network(self, features: Tensor, h: Tensor, c: Tensor,
+                ctx: StepContext | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(B, n, F) -> (B, n, K)`` raw outputs and the new ``h``, ``c`` (written into
+        ``ctx``'s spare tensors on the chunked path when it has some of their shape)."""
         batch, dim, width = features.shape
         if width != self.num_features:
             raise ValueError(f"{type(self).__name__} expects {self.num_features} features, got {width}")
@@ -147,7 +149,9 @@ class CoordinateLSTMRule(UpdateRule):
             raw, h, c = self._network_rows(inputs, h, c, weights)
         else:  # CPU deployment on a large model: chunks keep each chunk's gates in cache
             raw = inputs.new_empty(rows, len(self.heads))
-            h_next, c_next = torch.empty_like(h), torch.empty_like(c)
+            h_next, c_next = (ctx.take_spare(t) if ctx is not None else None for t in (h, c))
+            h_next = torch.empty_like(h) if h_next is None else h_next
+            c_next = torch.empty_like(c) if c_next is None else c_next
             for start in range(0, rows, kernels.LSTM_CHUNK_ROWS):
                 part = slice(start, start + kernels.LSTM_CHUNK_ROWS)
                 raw[part], h_next[:, part], c_next[:, part] = self._network_rows(
@@ -165,7 +169,7 @@ class CoordinateLSTMRule(UpdateRule):
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         features, feature_state = self.features(x, grad, state, ctx)
-        raw, h, c = self.network(features.to(x.dtype), state["h"], state["c"])
+        raw, h, c = self.network(features.to(x.dtype), state["h"], state["c"], ctx)
         outputs = {name: raw[..., i] for i, name in enumerate(self.heads)}
         x_next, rule_state = self.update(x, grad, outputs, {**state, **feature_state}, ctx)
         return x_next, {**state, **feature_state, **rule_state, "h": h, "c": c}
