@@ -209,15 +209,17 @@ def amortized_solving(args) -> Table:
     iterates in the data's dtype) against batched FISTA and FISTA with adaptive restart
     (the strongest classical baseline), per data dtype and instance count, and cvxpy one
     instance at a time (float64) as the yardstick."""
-    table = Table(["device", "dtype", "instances", "method", "seconds", "per instance ms", "steps", "ms per step",
+    table = Table(["device", "A", "dtype", "instances", "method", "seconds", "per instance ms", "steps", "ms per step",
                    "reached", "vs best FISTA", "speedup vs cvxpy"])
     name = args.amortized_zoo
     entry = zoo.load(name)
-    family = LassoFamily(**entry.card["training"]["family_params"])
-    for device in devices():
+    trained = entry.card["training"]["family_params"]
+    for device, m in ((device, m) for device in devices() for m in args.amortized_m or [trained["m"]]):
+        family = LassoFamily(**{**trained, "m": m})
+        shape = f"{m}×{family.n}"
         cvxpy_instances = family.sample(args.cvxpy_instances, seed=args.seed, device=device, dtype=torch.float64)
         per_cvxpy, worst = cvxpy_time(cvxpy_instances, args.cvxpy_instances)
-        table.add(device="cpu", dtype="float64", instances=args.cvxpy_instances,
+        table.add(device="cpu", A=shape, dtype="float64", instances=args.cvxpy_instances,
                   method="cvxpy (default solver, one at a time)", seconds=per_cvxpy * args.cvxpy_instances,
                   **{"per instance ms": 1e3 * per_cvxpy, "speedup vs cvxpy": 1.0},
                   steps="-", reached=f"worst rel {worst:.1e}")
@@ -234,7 +236,7 @@ def amortized_solving(args) -> Table:
                 best_fista = min(seconds for label, (seconds, _, _) in rows.items() if label.startswith("FISTA"))
                 for label, (seconds, steps, reached) in rows.items():
                     per = seconds / count
-                    table.add(device=device, dtype=dtype, instances=count, method=label, seconds=seconds,
+                    table.add(device=device, A=shape, dtype=dtype, instances=count, method=label, seconds=seconds,
                               **{"per instance ms": 1e3 * per, "ms per step": 1e3 * seconds / steps,
                                  "vs best FISTA": best_fista / seconds, "speedup vs cvxpy": per_cvxpy / per},
                               steps=steps, reached=reached)
@@ -270,6 +272,8 @@ def main() -> None:
     parser.add_argument("--zoo", nargs="+", default=["gomath-lasso-toy", "ntk-gd-qp"])
     parser.add_argument("--amortized-zoo", default="gomath-lasso")
     parser.add_argument("--instances", type=int, nargs="+", default=[256, 1000])
+    parser.add_argument("--amortized-m", type=int, nargs="+", default=None,
+                        help="rows m of the amortized section's A (default: the entry's training m; other m are OOD)")
     parser.add_argument("--data-dtypes", nargs="+", choices=["float64", "float32"], default=["float64", "float32"],
                         help="dtypes of the amortized section's problem data")
     parser.add_argument("--cvxpy-instances", type=int, default=20, help="cvxpy's time is per instance, from this many")
