@@ -91,7 +91,10 @@ def lstm_and_fused(rows: int, features: int, hidden: int, layers: int, dtype: to
 
 @pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
 @pytest.mark.parametrize("rows,features,hidden,layers", [(1, 3, 20, 2), (11, 5, 7, 1), (300, 3, 20, 2), (64, 20, 32, 3)])
-def test_fused_lstm_equals_torch_lstm_in_value_and_gradient(rows, features, hidden, layers, dtype, tolerance):
+@pytest.mark.parametrize("alignment", [8, 1])  # the bias as a padding column of W (F + H = 23), and as a bias
+def test_fused_lstm_equals_torch_lstm_in_value_and_gradient(rows, features, hidden, layers, dtype, tolerance,
+                                                            alignment, monkeypatch):
+    monkeypatch.setattr(kernels, "ALIGNMENT", alignment)
     fused, reference = lstm_and_fused(rows, features, hidden, layers, dtype)
     for name, got, expected in zip(["out", "h", "c", "d inputs", "d h", "d c"] + ["d weights"] * 4 * layers,
                                    fused, reference):
@@ -190,13 +193,15 @@ def test_rules_without_kernels_refuse_compile():
 
 
 @pytest.mark.parametrize("name", ["gomath", "mathl2o", "l2l", "rnnprop"])
-def test_matmul_flop_count_is_what_torch_counts(name):
+def test_matmul_flop_count_is_what_torch_counts(name, monkeypatch):
     """The roofline's FLOPs per coordinate equal torch's own count of the network's matrix
-    products (``FlopCounterMode``) over a batch of rows."""
+    products (``FlopCounterMode``) over a batch of rows (without the alignment padding,
+    which adds executed FLOPs that are not the network's)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from l2o.rules import build_rule
 
+    monkeypatch.setattr(kernels, "ALIGNMENT", 1)
     rule = build_rule(name)
     rows = 37
     features = torch.randn(1, rows, rule.num_features)
