@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from problems.base import Instances, ProblemFamily, require, sparse_gaussian, squared_spectral_norm
-from problems.linalg import matvec, rmatvec
+from problems.linalg import LastProduct, matvec, rmatvec
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
@@ -35,11 +35,13 @@ class LeastSquaresInstances(Instances):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_design(self.A, self.b, "b")
+        self._last_residual = LastProduct()
 
     def residual(self, x: Tensor) -> Tensor:
-        """``A x - b``: ``(B, n) -> (B, m)``."""
+        """``A x - b``: ``(B, n) -> (B, m)`` (kept for the next call at the same ``x``:
+        ``F(x_k)`` then ``∇f(x_k)`` read ``A`` once)."""
         self.check_point(x)
-        return matvec(self.A, x) - self.b
+        return self._last_residual(x, lambda point: matvec(self.A, point) - self.b)
 
     def f(self, x: Tensor) -> Tensor:
         return 0.5 * self.residual(x).pow(2).sum(-1)

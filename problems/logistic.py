@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.nn.functional import softplus
 
 from problems.base import Instances, ProblemFamily, require, sparse_gaussian, squared_spectral_norm
-from problems.linalg import matvec, rmatvec
+from problems.linalg import LastProduct, matvec, rmatvec
 from problems.solvers import solve_newton
 
 
@@ -45,11 +45,12 @@ class LogisticInstances(Instances):
             raise ValueError("ridge must be a non-negative (B,) tensor")
         if bool(((self.ridge > 0) & (self.l1 > 0)).any()):
             raise ValueError("an instance cannot have both ridge > 0 and l1 > 0")
+        self._last_margins = LastProduct()
 
     def margins(self, x: Tensor) -> Tensor:
-        """``z_i = y_i a_iᵀ x``: ``(B, n) -> (B, m)``."""
+        """``z_i = y_i a_iᵀ x``: ``(B, n) -> (B, m)`` (kept for the next call at the same ``x``)."""
         self.check_point(x)
-        return self.y * matvec(self.A, x)
+        return self._last_margins(x, lambda point: self.y * matvec(self.A, point))
 
     def f(self, x: Tensor) -> Tensor:
         loss = softplus(-self.margins(x)).mean(-1)

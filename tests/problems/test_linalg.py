@@ -28,3 +28,37 @@ def test_matvec_and_rmatvec_equal_einsum(shape, dtype):
                 assert g_fast is None
             else:
                 torch.testing.assert_close(g_fast, g_plain, rtol=tolerance, atol=tolerance)
+
+
+def test_objective_then_gradient_at_the_same_point_reads_the_data_once(monkeypatch):
+    """F(x) then ∇f(x) share A x (what meta-training evaluates each step), values and
+    meta-gradients unchanged; a new point, an in-place change or another grad mode recompute."""
+    import copy
+    import pickle
+
+    import problems.least_squares as least_squares
+    from problems import LassoFamily
+
+    instances = LassoFamily.toy().sample(3, seed=0, dtype=torch.float64)
+    calls = []
+    real = least_squares.matvec
+    monkeypatch.setattr(least_squares, "matvec", lambda A, x: calls.append(1) or real(A, x))
+    x = instances.x0().requires_grad_(True)
+    y = x * 1.0
+    (instances.objective(y).sum() + instances.grad(y).square().sum()).backward()
+    assert len(calls) == 1
+    shared = x.grad.clone()
+    x.grad = None
+    fresh = y.detach().clone().requires_grad_(True)
+    plain = 0.5 * (real(instances.A, fresh) - instances.b).pow(2).sum(-1) + instances.l1 * fresh.abs().sum(-1)
+    direct_grad = torch.einsum("bmn,bm->bn", instances.A, real(instances.A, fresh) - instances.b)
+    (plain.sum() + direct_grad.square().sum()).backward()
+    torch.testing.assert_close(shared, fresh.grad, rtol=1e-12, atol=1e-12)
+    z = y.detach().clone()
+    instances.f(z)
+    z.add_(1.0)  # in place: a new value at the same tensor
+    torch.testing.assert_close(instances.f(z), 0.5 * (real(instances.A, z) - instances.b).pow(2).sum(-1))
+    with torch.no_grad():
+        instances.f(z)
+    assert len(calls) == 4  # y once, z before and after the change, z again without grad
+    copy.deepcopy(instances), pickle.loads(pickle.dumps(instances))  # the memo is neither copied nor pickled
