@@ -64,8 +64,8 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn: Callable[[], object], device: str, repeats: int) -> float:
-    """Median wall time of ``fn`` over ``repeats`` runs after one warm-up."""
+def timed_runs(fn: Callable[[], object], device: str, repeats: int) -> list[float]:
+    """Wall times of ``repeats`` runs of ``fn`` after one warm-up."""
     fn()
     synchronize(device)
     times = []
@@ -74,7 +74,17 @@ def timed(fn: Callable[[], object], device: str, repeats: int) -> float:
         fn()
         synchronize(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def timed(fn: Callable[[], object], device: str, repeats: int) -> float:
+    """Median wall time of ``fn`` over ``repeats`` runs after one warm-up."""
+    return statistics.median(timed_runs(fn, device, repeats))
+
+
+def spread(values: list[float], scale: float = 1.0) -> str:
+    """``"min–max"`` of ``values × scale``: the spread next to a median."""
+    return f"{scale * min(values):.3g}–{scale * max(values):.3g}"
 
 
 # ------------------------------------------------------------------ 1. throughput
@@ -110,19 +120,19 @@ def mlp(parameters: int, device: str) -> torch.nn.Module:
                                torch.nn.ReLU(), torch.nn.Linear(width, width)).to(device)
 
 
-def step_time(make_optimizer, parameters: int, device: str, repeats: int) -> tuple[float, int, int]:
-    """Median ``step()`` seconds, the parameter count, and the bytes a step must move at
-    least: the optimizer's state read and written, the parameters read and written and
-    their gradients read."""
+def step_time(make_optimizer, parameters: int, device: str, repeats: int) -> tuple[list[float], int, int]:
+    """``step()`` seconds of each repetition, the parameter count, and the bytes a step must
+    move at least: the optimizer's state read and written, the parameters read and written
+    and their gradients read."""
     torch.manual_seed(0)
     model = mlp(parameters, device)
     for p in model.parameters():
         p.grad = torch.randn_like(p) * 1e-3
     optimizer = make_optimizer(model.parameters())
-    seconds = timed(optimizer.step, device, repeats)
+    runs = timed_runs(optimizer.step, device, repeats)
     params = list(model.parameters())
     state = sum(t.nbytes for slot in optimizer.state.values() for t in slot.values() if torch.is_tensor(t))
-    return seconds, sum(p.numel() for p in params), 2 * state + 3 * sum(p.nbytes for p in params)
+    return runs, sum(p.numel() for p in params), 2 * state + 3 * sum(p.nbytes for p in params)
 
 
 def machine_rates(device: str, repeats: int) -> tuple[float, float]:
@@ -140,29 +150,35 @@ def step_overhead(args) -> Table:
     """``step()`` vs Adam, and for the LSTM rules against the roofline: the time the network's
     matrix-product FLOPs take at the measured GEMM rate, or the step's minimal traffic at
     the measured copy bandwidth, whichever is longer."""
-    table = Table(["device", "params", "optimizer", "step ms", "vs Adam", "GFLOP/s", "roofline ms", "step / roofline"])
+    table = Table(["device", "params", "optimizer", "step ms", "range ms", "vs Adam", "GFLOP/s", "roofline ms",
+                   "step / roofline", "range / roofline"])
     learned = {name: zoo.load(name).rule for name in args.zoo if name in zoo.list()}
     for device in devices():
         gemm, bandwidth = machine_rates(device, args.repeats)
         print(f"{device}: GEMM {gemm / 1e9:.0f} GFLOP/s (2048³ float32 mm), copy {bandwidth / 1e9:.1f} GB/s", flush=True)
         for size in args.sizes:
-            adam, count, _ = step_time(lambda p: torch.optim.Adam(p, lr=1e-3), size, device, args.repeats)
-            table.add(device=device, params=count, optimizer="torch.optim.Adam", **{"step ms": 1e3 * adam, "vs Adam": 1.0})
+            runs, count, _ = step_time(lambda p: torch.optim.Adam(p, lr=1e-3), size, device, args.repeats)
+            adam = statistics.median(runs)
+            table.add(device=device, params=count, optimizer="torch.optim.Adam", **{
+                "step ms": 1e3 * adam, "range ms": spread(runs, 1e3), "vs Adam": 1.0})
             # The RuleOptimizer machinery alone (flatten, finite check, pure rule, write-back):
             for name, make in {"l2o.optim.AdamHD": lambda p: AdamHD(p, lr=1e-3),
                                "l2o.optim.ProxGD": lambda p: ProxGD(p, lr=1e-3)}.items():
-                seconds, _, _ = step_time(make, size, device, args.repeats)
-                table.add(device=device, params=count, optimizer=name, **{"step ms": 1e3 * seconds, "vs Adam": seconds / adam})
+                runs, _, _ = step_time(make, size, device, args.repeats)
+                seconds = statistics.median(runs)
+                table.add(device=device, params=count, optimizer=name, **{
+                    "step ms": 1e3 * seconds, "range ms": spread(runs, 1e3), "vs Adam": seconds / adam})
             for name, entry_rule in learned.items():
                 for label, rule in variants(entry_rule.to(device), args).items():
-                    seconds, _, traffic = step_time(
+                    runs, _, traffic = step_time(
                         lambda p: LearnedOptimizer(p, rule=rule, lr=1e-3, check_finite=False), size, device, args.repeats)
-                    row = {"step ms": 1e3 * seconds, "vs Adam": seconds / adam}
+                    seconds = statistics.median(runs)
+                    row = {"step ms": 1e3 * seconds, "range ms": spread(runs, 1e3), "vs Adam": seconds / adam}
                     if isinstance(rule, CoordinateLSTMRule):
                         flops = count * rule.matmul_flops_per_coordinate()
                         roofline = max(flops / gemm, traffic / bandwidth)
                         row.update({"GFLOP/s": flops / seconds / 1e9, "roofline ms": 1e3 * roofline,
-                                    "step / roofline": seconds / roofline})
+                                    "step / roofline": seconds / roofline, "range / roofline": spread(runs, 1 / roofline)})
                     table.add(device=device, params=count, optimizer=name + label, **row)
                     print(table.to_markdown().splitlines()[-1], flush=True)
     return table
@@ -209,7 +225,7 @@ def amortized_solving(args) -> Table:
     iterates in the data's dtype) against batched FISTA and FISTA with adaptive restart
     (the strongest classical baseline), per data dtype and instance count, and cvxpy one
     instance at a time (float64) as the yardstick."""
-    table = Table(["device", "A", "dtype", "instances", "method", "seconds", "per instance ms", "steps", "ms per step",
+    table = Table(["device", "A", "dtype", "instances", "method", "seconds", "range", "per instance ms", "steps", "ms per step",
                    "reached", "vs best FISTA", "speedup vs cvxpy"])
     name = args.amortized_zoo
     entry = zoo.load(name)
@@ -229,17 +245,23 @@ def amortized_solving(args) -> Table:
             for count in args.instances:
                 instances = family.sample(count, seed=args.seed, device=device, dtype=getattr(torch, dtype))
                 instances.optimum()  # F* is the benchmark's yardstick, not part of any method's time
-                rows = {}
+                runs: dict[str, list[float]] = {label: [] for label in methods}
+                outcome = {}
                 for label, method in methods.items():
                     time_to_tolerance(method, instances, args.tolerance, 10, device)  # warm-up, untimed
-                    rows[label] = time_to_tolerance(method, instances, args.tolerance, args.max_steps, device)
-                best_fista = min(seconds for label, (seconds, _, _) in rows.items() if label.startswith("FISTA"))
-                for label, (seconds, steps, reached) in rows.items():
+                for _ in range(args.amortized_repeats):  # interleaved: drift hits every method
+                    for label, method in methods.items():
+                        seconds, steps, reached = time_to_tolerance(method, instances, args.tolerance, args.max_steps, device)
+                        runs[label].append(seconds)
+                        outcome[label] = (steps, reached)
+                best_fista = min(statistics.median(v) for label, v in runs.items() if label.startswith("FISTA"))
+                for label, values in runs.items():
+                    seconds, (steps, reached) = statistics.median(values), outcome[label]
                     per = seconds / count
                     table.add(device=device, A=shape, dtype=dtype, instances=count, method=label, seconds=seconds,
+                              range=spread(values), steps=steps, reached=reached,
                               **{"per instance ms": 1e3 * per, "ms per step": 1e3 * seconds / steps,
-                                 "vs best FISTA": best_fista / seconds, "speedup vs cvxpy": per_cvxpy / per},
-                              steps=steps, reached=reached)
+                                 "vs best FISTA": best_fista / seconds, "speedup vs cvxpy": per_cvxpy / per})
                     print(table.to_markdown().splitlines()[-1], flush=True)
     return table
 
@@ -272,6 +294,7 @@ def main() -> None:
     parser.add_argument("--zoo", nargs="+", default=["gomath-lasso-toy", "ntk-gd-qp"])
     parser.add_argument("--amortized-zoo", default="gomath-lasso")
     parser.add_argument("--instances", type=int, nargs="+", default=[256, 1000])
+    parser.add_argument("--amortized-repeats", type=int, default=3, help="timed solves per method (median, range)")
     parser.add_argument("--amortized-m", type=int, nargs="+", default=None,
                         help="rows m of the amortized section's A (default: the entry's training m; other m are OOD)")
     parser.add_argument("--data-dtypes", nargs="+", choices=["float64", "float32"], default=["float64", "float32"],

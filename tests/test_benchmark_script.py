@@ -18,7 +18,7 @@ def test_every_benchmark_section_runs_and_reports_finite_ratios(tmp_path):
         "--rules", "gomath", "ntk_gd", "--m", "10", "--n", "20", "--batch", "4", "--per-instance", "2",
         "--unroll", "3", "--sizes", "300000", "--zoo", "gomath-lasso-toy", "ntk-gd-qp",
         "--amortized-zoo", "gomath-lasso-toy", "--instances", "8", "--data-dtypes", "float32", "--cvxpy-instances", "2",
-        "--tolerance", "1e-3", "--max-steps", "400", "--repeats", "1", "--memory-batch", "8",
+        "--tolerance", "1e-3", "--max-steps", "400", "--repeats", "1", "--amortized-repeats", "1", "--memory-batch", "8",
     ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
