@@ -57,20 +57,22 @@ def gate_weights(w_ih: Tensor, w_hh: Tensor, bias: Tensor) -> tuple[Tensor, Tens
     return torch.cat([w_ih, w_hh, bias[:, None], zeros], dim=1) * scale[:, None], None
 
 
-def cell_forward(z: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def cell_forward(z: Tensor, c: Tensor, out: tuple[Tensor, Tensor] | None = None,
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The elementwise part of :class:`FusedLSTMLayer`'s forward.
 
     ``z`` ``(R, 4H)``: the gates' pre-activations with the g rows doubled (overwritten by
-    ``s = σ(z)``); ``c`` ``(R, H)``. Returns ``h'``, ``c'`` and what backward needs: ``s``,
-    ``g = 2 s_g − 1`` and ``tanh(c')``.
+    ``s = σ(z)``); ``c`` ``(R, H)``. Returns ``h'``, ``c'`` (written into ``out = (h', c')``
+    when given) and what backward needs: ``s``, ``g = 2 s_g − 1`` and ``tanh(c')``.
     """
     hidden = c.shape[1]
+    h_out, c_out = out if out is not None else (None, None)
     s = z.sigmoid_()
     s_i, s_f, s_g, s_o = s.split(hidden, dim=1)
     g = s_g.mul(2).sub_(1)
-    c_next = torch.addcmul(s_f * c, s_i, g)
+    c_next = torch.addcmul(s_f * c, s_i, g, out=c_out)
     tanh_c = tanh_by_sigmoid(c_next)
-    return s_o * tanh_c, c_next, s, g, tanh_c
+    return torch.mul(s_o, tanh_c, out=h_out), c_next, s, g, tanh_c
 
 
 def cell_backward(dh: Tensor, dc_next: Tensor, c: Tensor, s: Tensor, g: Tensor, tanh_c: Tensor) -> tuple[Tensor, Tensor]:
@@ -138,6 +140,7 @@ class FusedLSTMLayer(torch.autograd.Function):
 
 def stacked_lstm(
     inputs: Tensor, h: Tensor, c: Tensor, weights: Sequence[tuple[Tensor, Tensor | None]], compiled: bool = False,
+    out: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One time step of an ``L``-layer LSTM (:class:`FusedLSTMLayer` per layer).
 
@@ -146,21 +149,33 @@ def stacked_lstm(
         weights: per layer :func:`gate_weights`' ``(W (4H, F_l + H), b (4H,))``, or ``W`` with
             the bias and padding columns and ``b = None``.
         compiled: the elementwise parts through ``torch.compile`` (:func:`compiled_cells`).
+        out: ``(L, R, H)`` tensors to write the new ``h``, ``c`` into (without autograd: no
+            intermediate copies), which are then returned.
     Returns: the last layer's output ``(R, H)`` and the new ``h``, ``c``: ``(L, R, H)``.
     """
     hs, cs = [], []
     layer_input = inputs
-    for (weight, bias), h_layer, c_layer in zip(weights, h, c):
+    for layer, ((weight, bias), h_layer, c_layer) in enumerate(zip(weights, h, c)):
         parts = [layer_input, h_layer]
         padding = weight.shape[1] - layer_input.shape[1] - h_layer.shape[1]
         if padding:  # the bias column (ones), then zeros
             ones = layer_input.new_zeros(layer_input.shape[0], padding)
             ones[:, 0] = 1.0
             parts.append(ones)
-        layer_input, c_next = FusedLSTMLayer.apply(torch.cat(parts, dim=1), c_layer, weight, bias, compiled)
+        xh = torch.cat(parts, dim=1)
+        if out is not None and not torch.is_grad_enabled() and not compiled:  # straight into the caller's rows
+            z = torch.mm(xh, weight.t()) if bias is None else torch.addmm(bias, xh, weight.t())
+            layer_input, c_next, *_ = cell_forward(z, c_layer, (out[0][layer], out[1][layer]))
+        else:
+            layer_input, c_next = FusedLSTMLayer.apply(xh, c_layer, weight, bias, compiled)
         hs.append(layer_input)
         cs.append(c_next)
-    return layer_input, torch.stack(hs), torch.stack(cs)
+    if out is None:
+        return layer_input, torch.stack(hs), torch.stack(cs)
+    if torch.is_grad_enabled() or compiled:
+        out[0].copy_(torch.stack(hs))
+        out[1].copy_(torch.stack(cs))
+    return layer_input, out[0], out[1]
 
 
 def planar_relu_network(z: Tensor, w2: Tensor, w3: Tensor, b3: Tensor | None = None) -> Tensor:

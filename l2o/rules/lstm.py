@@ -154,17 +154,18 @@ class CoordinateLSTMRule(UpdateRule):
             c_next = torch.empty_like(c) if c_next is None else c_next
             for start in range(0, rows, kernels.LSTM_CHUNK_ROWS):
                 part = slice(start, start + kernels.LSTM_CHUNK_ROWS)
-                raw[part], h_next[:, part], c_next[:, part] = self._network_rows(
-                    inputs[part], h[:, part], c[:, part], weights)
+                raw[part] = self._network_rows(inputs[part], h[:, part], c[:, part], weights,
+                                               out=(h_next[:, part], c_next[:, part]))[0]
             h, c = h_next, c_next
         return raw.to(features.dtype).reshape(batch, dim, len(self.heads)), h, c
 
-    def _network_rows(self, inputs: Tensor, h: Tensor, c: Tensor,
-                      weights: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
-        """``(R, F)`` rows -> ``(R, K)`` raw outputs and the new ``h``, ``c``."""
+    def _network_rows(self, inputs: Tensor, h: Tensor, c: Tensor, weights: list[tuple[Tensor, Tensor | None]],
+                      out: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(R, F)`` rows -> ``(R, K)`` raw outputs and the new ``h``, ``c`` (written into
+        ``out`` when given)."""
         if self.input is not None:
             inputs = self.input(inputs)
-        out, h, c = kernels.stacked_lstm(inputs, h, c, weights, self.compiled)
+        out, h, c = kernels.stacked_lstm(inputs, h, c, weights, self.compiled, out)
         return self.out(self.hidden(out)), h, c
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:

@@ -209,3 +209,21 @@ def test_matmul_flop_count_is_what_torch_counts(name, monkeypatch):
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         rule.network(features, h, c)
     assert counter.get_total_flops() == rows * rule.matmul_flops_per_coordinate()
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_stacked_lstm_writes_into_given_rows_exactly_as_it_returns_them(compiled):
+    if compiled:
+        pytest.importorskip("torch._inductor")
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(3, 20, 2)
+    weights = [gate_weights(getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}"),
+                            getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")) for k in range(2)]
+    inputs, h, c = torch.randn(30, 3), torch.randn(2, 30, 20), torch.randn(2, 30, 20)
+    with torch.no_grad():
+        expected = stacked_lstm(inputs, h, c, weights, compiled)
+        out = (torch.full((2, 30, 20), float("nan")), torch.full((2, 30, 20), float("nan")))
+        got = stacked_lstm(inputs, h, c, weights, compiled, out=out)
+    assert got[1] is out[0] and got[2] is out[1]
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
