@@ -79,8 +79,9 @@ class CoordinateLSTMRule(UpdateRule):
     def compile_kernels(self, enabled: bool = True) -> "CoordinateLSTMRule":
         """Run the fused LSTM layers' elementwise parts through ``torch.compile``
         (:func:`~l2o.rules.kernels.compiled_cells`; needs a C++ compiler on CPU, compiles
-        once per shape). Off by default: the eager kernels are as fast on CPU (measured in
-        ``scripts/benchmark.py``), since the matrix products, which it leaves alone, dominate."""
+        once per shape). Off by default: on CPU the eager kernels are faster (measured in
+        ``scripts/benchmark.py``): the matrix products, which it leaves alone, dominate, and the
+        compiled cells cannot write into the deployment step's output rows."""
         self.compiled = bool(enabled)
         return self
 
