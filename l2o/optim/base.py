@@ -240,9 +240,10 @@ class RuleOptimizer(CopyableOptimizer):
         slot["rule_state"] = new_state
         # The state before this step is now referenced by nothing of ours (torch.optim's own
         # optimizers overwrite their state in place, so a user keeps copies, not references):
-        # its tensors become the next step's spare outputs.
-        kept = {id(t) for t in new_state.values()}
-        spares[id(params[0])] = [t for t in state.values() if torch.is_tensor(t) and id(t) not in kept]
+        # its tensors that share no memory with the new state become the next step's spares.
+        live = {t.untyped_storage().data_ptr() for t in new_state.values() if torch.is_tensor(t)}
+        spares[id(params[0])] = [t for t in state.values()
+                                 if torch.is_tensor(t) and t.untyped_storage().data_ptr() not in live]
         slot["step"] = slot.get("step", torch.tensor(0.0)) + 1
 
     def _displacement_scale(self, group: dict[str, Any], slot: dict[str, Any]) -> float:

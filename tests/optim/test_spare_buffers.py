@@ -91,3 +91,25 @@ def test_take_spare_matches_shape_dtype_device_and_never_aliases():
     assert ctx.take_spare(like) is right
     assert ctx.take_spare(like) is None
     assert len(ctx.spare) == 3
+
+
+def test_a_state_tensor_that_views_the_previous_state_is_never_a_spare():
+    """A rule may carry a view of an old state tensor into its new state (a rolling window):
+    sharing memory with the live state excludes it from the spares, not just identity."""
+    from l2o.rules import UpdateRule
+
+    class Window(UpdateRule):
+        def init_state(self, x, ctx):
+            return {"window": torch.zeros(2, *x.shape, dtype=x.dtype)}
+
+        def step(self, x, grad, state, ctx):
+            assert all(s.untyped_storage().data_ptr() != state["window"].untyped_storage().data_ptr()
+                       for s in ctx.spare)
+            return x - 0.1 * grad, {"window": state["window"][:, :]}  # a new object, the same memory
+
+    param = torch.nn.Parameter(torch.ones(4))
+    optimizer = LearnedOptimizer([param], rule=Window(), lr=0.1, safeguard=False)
+    for _ in range(3):
+        optimizer.zero_grad()
+        param.square().sum().backward()
+        optimizer.step()
