@@ -131,8 +131,16 @@ def step_time(make_optimizer, parameters: int, device: str, repeats: int) -> tup
     optimizer = make_optimizer(model.parameters())
     runs = timed_runs(optimizer.step, device, repeats)
     params = list(model.parameters())
-    state = sum(t.nbytes for slot in optimizer.state.values() for t in slot.values() if torch.is_tensor(t))
+    state = sum(tensor_bytes(slot) for slot in optimizer.state.values())
     return runs, sum(p.numel() for p in params), 2 * state + 3 * sum(p.nbytes for p in params)
+
+
+def tensor_bytes(value: object) -> int:
+    """Bytes of the tensors in ``value``, nested dicts included (a learned rule's state sits
+    in its slot's ``rule_state`` dict)."""
+    if torch.is_tensor(value):
+        return value.nbytes
+    return sum(tensor_bytes(v) for v in value.values()) if isinstance(value, dict) else 0
 
 
 def machine_rates(device: str, repeats: int) -> tuple[float, float]:
