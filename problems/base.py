@@ -314,6 +314,13 @@ def sparse_gaussian(
     return values * mask
 
 
+def toeplitz_correlation_root(dim: int, correlation: float) -> Tensor:
+    """``(n, n)`` lower Cholesky factor ``C`` of ``Σ_jk = ρ^|j−k|`` (float64): a Gaussian
+    row ``g`` times ``Cᵀ`` is an ``N(0, Σ)`` draw. Needs ``0 <= ρ < 1``."""
+    index = torch.arange(dim, dtype=torch.float64)
+    return torch.linalg.cholesky(correlation ** (index[:, None] - index[None, :]).abs())
+
+
 @dataclasses.dataclass(eq=False)
 class ShiftedInstances(Instances):
     """The objective shift of a batch: ``F(x) = F₀(x + t)`` for a batch ``F₀ = base``.

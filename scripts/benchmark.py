@@ -9,7 +9,9 @@
    run, or the step's minimal memory traffic at the measured copy bandwidth);
 3. amortized solving: time to reach a relative suboptimality on 256 and 1000 LASSO instances,
    float64 and float32 data, with a zoo optimizer (one batched call) vs batched FISTA and
-   FISTA with restart, and cvxpy one instance at a time;
+   FISTA with restart, and cvxpy one instance at a time; on the paper's A (250×500) and on a
+   tall, correlated one (2500×500, ρ = 0.8: a gradient that costs more than the network, and
+   a problem on which FISTA needs more iterations);
 4. ZO memory: peak memory of one ``ZOOptimizer`` step (closure only) vs one backprop step
    (forward + backward + SGD) on the same MLP and batch, each in a fresh subprocess after
    one warm-up step: the rise of peak RSS above the resident size before the step (Linux
@@ -228,19 +230,26 @@ def cvxpy_time(instances, count: int) -> tuple[float, float]:
     return (time.perf_counter() - start) / count, worst
 
 
+def design(text: str) -> tuple[int | None, float]:
+    """``"M:RHO"`` -> rows m of A and the column correlation ρ (``"paper:0"``: the entry's m)."""
+    rows, _, correlation = text.partition(":")
+    return (None if rows == "paper" else int(rows)), float(correlation or 0.0)
+
+
 def amortized_solving(args) -> Table:
     """Wall time to a tolerance on many LASSO instances: the zoo entry (its float32 network,
     iterates in the data's dtype) against batched FISTA and FISTA with adaptive restart
-    (the strongest classical baseline), per data dtype and instance count, and cvxpy one
-    instance at a time (float64) as the yardstick."""
+    (the strongest classical baseline), per design of A (rows m, column correlation ρ),
+    data dtype and instance count, and cvxpy one instance at a time (float64) as the
+    yardstick. A count whose float64 A would exceed ``--max-data-gb`` is skipped (said so)."""
     table = Table(["device", "A", "dtype", "instances", "method", "seconds", "range", "per instance ms", "steps", "ms per step",
                    "reached", "vs best FISTA", "speedup vs cvxpy"])
     name = args.amortized_zoo
     entry = zoo.load(name)
     trained = entry.card["training"]["family_params"]
-    for device, m in ((device, m) for device in devices() for m in args.amortized_m or [trained["m"]]):
-        family = LassoFamily(**{**trained, "m": m})
-        shape = f"{m}×{family.n}"
+    for device, (m, correlation) in ((device, design(text)) for device in devices() for text in args.amortized_designs):
+        family = LassoFamily(**{**trained, "m": m or trained["m"], "correlation": correlation})
+        shape = f"{family.m}×{family.n}, ρ {correlation:g}"
         cvxpy_instances = family.sample(args.cvxpy_instances, seed=args.seed, device=device, dtype=torch.float64)
         per_cvxpy, worst = cvxpy_time(cvxpy_instances, args.cvxpy_instances)
         table.add(device="cpu", A=shape, dtype="float64", instances=args.cvxpy_instances,
@@ -251,6 +260,11 @@ def amortized_solving(args) -> Table:
         methods = {**learned, "FISTA (batched)": FISTARule(), "FISTA + restart (batched)": FISTARule(restart=True)}
         for dtype in args.data_dtypes:
             for count in args.instances:
+                gigabytes = count * family.m * family.n * 8 / 1e9
+                if gigabytes > args.max_data_gb:
+                    print(f"skipped: {count} instances of {shape} need {gigabytes:.3g} GB of float64 A "
+                          f"(> --max-data-gb {args.max_data_gb:g})", flush=True)
+                    continue
                 instances = family.sample(count, seed=args.seed, device=device, dtype=getattr(torch, dtype))
                 instances.optimum()  # F* is the benchmark's yardstick, not part of any method's time
                 runs: dict[str, list[float]] = {label: [] for label in methods}
@@ -303,8 +317,11 @@ def main() -> None:
     parser.add_argument("--amortized-zoo", default="gomath-lasso")
     parser.add_argument("--instances", type=int, nargs="+", default=[256, 1000])
     parser.add_argument("--amortized-repeats", type=int, default=3, help="timed solves per method (median, range)")
-    parser.add_argument("--amortized-m", type=int, nargs="+", default=None,
-                        help="rows m of the amortized section's A (default: the entry's training m; other m are OOD)")
+    parser.add_argument("--amortized-designs", nargs="+", default=["paper:0", "2500:0.8"], metavar="M:RHO",
+                        help="the amortized section's A: rows m ('paper': the entry's training m) and column "
+                             "correlation ρ (LassoFamily.correlation); anything but paper:0 is OOD for the entry")
+    parser.add_argument("--max-data-gb", type=float, default=4.0,
+                        help="skip an amortized count whose float64 A would need more memory than this")
     parser.add_argument("--data-dtypes", nargs="+", choices=["float64", "float32"], default=["float64", "float32"],
                         help="dtypes of the amortized section's problem data")
     parser.add_argument("--cvxpy-instances", type=int, default=20, help="cvxpy's time is per instance, from this many")

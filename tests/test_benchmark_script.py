@@ -17,7 +17,8 @@ def test_every_benchmark_section_runs_and_reports_finite_ratios(tmp_path):
         "--sections", "throughput", "step", "amortized", "zo_memory",
         "--rules", "gomath", "ntk_gd", "--m", "10", "--n", "20", "--batch", "4", "--per-instance", "2",
         "--unroll", "3", "--sizes", "300000", "--zoo", "gomath-lasso-toy", "ntk-gd-qp",
-        "--amortized-zoo", "gomath-lasso-toy", "--instances", "8", "--data-dtypes", "float32", "--cvxpy-instances", "2",
+        "--amortized-zoo", "gomath-lasso-toy", "--amortized-designs", "paper:0", "40:0.5", "--instances", "8", "2000",
+        "--max-data-gb", "0.01", "--data-dtypes", "float32", "--cvxpy-instances", "2",
         "--tolerance", "1e-3", "--max-steps", "400", "--repeats", "1", "--amortized-repeats", "1", "--memory-batch", "8",
     ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
@@ -36,4 +37,7 @@ def test_every_benchmark_section_runs_and_reports_finite_ratios(tmp_path):
     assert {row["optimizer"] for row in step} == {
         "torch.optim.Adam", "l2o.optim.AdamHD", "l2o.optim.ProxGD", "gomath-lasso-toy", "ntk-gd-qp"}
     amortized = json.loads((tmp_path / "amortized.json").read_text())["rows"]
-    assert all(row["reached"] == 1.0 for row in amortized if row["method"] != amortized[0]["method"])
+    assert all(row["reached"] == 1.0 for row in amortized if not row["method"].startswith("cvxpy"))
+    assert {(row["A"], row["instances"]) for row in amortized if not row["method"].startswith("cvxpy")} == {
+        ("20×40, ρ 0", 8), ("40×40, ρ 0.5", 8)}  # 2000 instances exceed --max-data-gb
+    assert "skipped: 2000 instances of 40×40, ρ 0.5 need 0.0256 GB" in result.stdout

@@ -114,6 +114,22 @@ def test_shifted_scales_data_and_start():
     torch.testing.assert_close(moved.x0(), base.x0() + 3.0)
 
 
+def test_correlated_lasso_design():
+    """ρ > 0 correlates neighbouring columns as ρ^|j−k| (before the column scaling) and
+    leaves every other draw alone; ρ = 0 is the papers' generator."""
+    family = LassoFamily(m=4000, n=6, sparsity=2)
+    plain, correlated = family.sample(2, seed=3), family.shifted(correlation=0.8).sample(2, seed=3)
+    torch.testing.assert_close(correlated.start, plain.start)
+    torch.testing.assert_close(correlated.A.norm(dim=1), plain.A.norm(dim=1))  # unit columns
+    gram = (correlated.A.mT @ correlated.A).mean(0).double()
+    index = torch.arange(6, dtype=torch.float64)
+    torch.testing.assert_close(gram, 0.8 ** (index[:, None] - index[None, :]).abs(), atol=0.04, rtol=0)
+    assert (plain.A.mT @ plain.A).mean(0).fill_diagonal_(0).abs().max() < 0.04
+    # A harder problem for a first-order method: a larger spread of AᵀA's eigenvalues.
+    spread = [torch.linalg.eigvalsh(batch.A.mT @ batch.A).log().std() for batch in (plain, correlated)]
+    assert spread[1] > 3 * spread[0]
+
+
 def test_shifted_rejects_unknown_parameter(family):
     with pytest.raises(TypeError, match="no parameter"):
         family.shifted(not_a_parameter=1)
@@ -125,6 +141,8 @@ def test_shifted_rejects_unknown_parameter(family):
         (lambda: LassoFamily(m=0), "Invalid m"),
         (lambda: LassoFamily.toy(sparsity=41), "Invalid sparsity"),
         (lambda: LassoFamily.toy(l1=-1.0), "Invalid l1"),
+        (lambda: LassoFamily.toy(correlation=1.0), "Invalid correlation"),
+        (lambda: LassoFamily.toy(correlation=-0.1), "Invalid correlation"),
         (lambda: QuadraticFamily(data_scale=0.0), "Invalid data_scale"),
         (lambda: FAMILIES["least_squares"](m=5, n=10), "Invalid m"),
         (lambda: FAMILIES["logistic_l1"](label_noise=0.7), "Invalid label_noise"),
