@@ -36,6 +36,8 @@ class L2LRule(CoordinateLSTMRule):
     ``state_init``: ``"randn"`` (official) or ``"zeros"``.
     """
 
+    coordinatewise_update = True
+
     def __init__(self, hidden_size: int = 20, num_layers: int = 2, out_scale: float = 0.1,
                  grad_scale: float = 1.0, state_init: str = "randn") -> None:
         super().__init__(num_features=2, hidden_size=hidden_size, num_layers=num_layers,
@@ -60,6 +62,8 @@ class L2LRule(CoordinateLSTMRule):
 class RNNpropRule(CoordinateLSTMRule):
     """RNNprop. Args: ``hidden_size``, ``num_layers``; ``lr``: the largest per-coordinate
     move per step (0.1); ``betas`` (0.95, 0.95); ``state_scale`` (0.01)."""
+
+    coordinatewise_update = True
 
     eps = 1e-8
 

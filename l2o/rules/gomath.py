@@ -62,6 +62,8 @@ class GoMathRule(CoordinateLSTMRule):
         state_init: ``"randn"`` (official) or ``"zeros"``.
     """
 
+    coordinatewise_update = True
+
     def __init__(self, hidden_size: int = 20, num_layers: int = 2, lr: float | None = None,
                  r_norm: str = "sigmoid", q_norm: str = "sigmoid", b_norm: str = "sigmoid1",
                  r_scale: float = 1.0, q_scale: float = 1.0, b_scale: float = 1.0,

@@ -23,6 +23,12 @@ from torch.autograd.function import once_differentiable
 #: Rows per chunk of the CPU no-autograd LSTM path: keeps a chunk's gates (rows × 4H) in cache.
 LSTM_CHUNK_ROWS = 1 << 14
 
+#: Coordinates per chunk of a large drop-in step's update (``CoordinateLSTMRule``): each of its
+#: temporaries (1 MB of float32) stays in cache and in memory the allocator reuses, where
+#: full-size ones at 10M parameters are fresh pages every step; larger than
+#: :data:`LSTM_CHUNK_ROWS`, since the update's per-operator overhead is paid once per chunk.
+STEP_CHUNK_ROWS = 1 << 18
+
 
 def tanh_by_sigmoid(x: Tensor) -> Tensor:
     """``tanh(x) = 2σ(2x) − 1``, a new tensor. On CPUs torch's vectorized ``tanh`` costs several

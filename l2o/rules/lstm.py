@@ -21,7 +21,9 @@ are plain ``nn.LSTM`` weights); the step itself is :func:`~l2o.rules.kernels.sta
 (fused layers with a hand-derived backward, equal to ``nn.LSTM`` in values and gradients,
 tested), which on the CPU without autograd runs in chunks of ``LSTM_CHUNK_ROWS`` coordinates
 (a GPU takes them all at once), and whose elementwise parts go through ``torch.compile``
-after :meth:`CoordinateLSTMRule.compile_kernels`.
+after :meth:`CoordinateLSTMRule.compile_kernels`. A drop-in step of a large model whose
+rule has a coordinate-wise update (``coordinatewise_update``: GoMathL2O, Math-L2O, L2L,
+RNNprop) also runs the update in chunks of ``STEP_CHUNK_ROWS`` coordinates.
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ class CoordinateLSTMRule(UpdateRule):
         state_init: ``"randn"`` (the official code) or ``"zeros"``.
         state_scale: standard deviation of the ``randn`` initial state.
     """
+
+    #: Whether :meth:`update` is elementwise per coordinate given ``ctx``'s per-instance scalars
+    #: (no reduction over coordinates): large drop-in steps then run chunk by chunk
+    #: (:meth:`_chunked_step`). A subclass whose update reduces (learned BFGS) keeps False.
+    coordinatewise_update: bool = False
 
     def __init__(self, num_features: int, hidden_size: int = 20, num_layers: int = 2, *,
                  heads: tuple[str, ...], input_layer: bool = False, hidden_layer: bool = True,
@@ -132,6 +139,24 @@ class CoordinateLSTMRule(UpdateRule):
                 ctx: StepContext | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """``(B, n, F) -> (B, n, K)`` raw outputs and the new ``h``, ``c`` (written into
         ``ctx``'s spare tensors on the chunked path when it has some of their shape)."""
+        self._check(features, h)
+        batch, dim, width = features.shape
+        dtype = self.out.weight.dtype  # e.g. a float32 zoo rule driving float64 parameters
+        rows = batch * dim
+        inputs, h, c = features.reshape(rows, width).to(dtype), h.to(dtype), c.to(dtype)
+        weights = self._gate_weights()
+        if not self._chunked(features):
+            raw, h, c = self._network_rows(inputs, h, c, weights)
+        else:  # CPU deployment on a large model: chunks keep each chunk's gates in cache
+            raw = inputs.new_empty(rows, len(self.heads))
+            h_next, c_next = self._next_states(h, c, ctx)
+            for part in self._chunks(rows):
+                raw[part] = self._network_rows(inputs[part], h[:, part], c[:, part], weights,
+                                               out=(h_next[:, part], c_next[:, part]))[0]
+            h, c = h_next, c_next
+        return raw.to(features.dtype).reshape(batch, dim, len(self.heads)), h, c
+
+    def _check(self, features: Tensor, h: Tensor) -> None:
         batch, dim, width = features.shape
         if width != self.num_features:
             raise ValueError(f"{type(self).__name__} expects {self.num_features} features, got {width}")
@@ -140,25 +165,33 @@ class CoordinateLSTMRule(UpdateRule):
                 f"rule state is for {h.shape[1]} coordinates but x has {batch * dim}; "
                 "was the state created for other parameters?"
             )
-        dtype = self.out.weight.dtype  # e.g. a float32 zoo rule driving float64 parameters
-        rows = batch * dim
-        inputs, h, c = features.reshape(rows, width).to(dtype), h.to(dtype), c.to(dtype)
-        weights = [kernels.gate_weights(getattr(self.lstm, f"weight_ih_l{k}"), getattr(self.lstm, f"weight_hh_l{k}"),
-                                        getattr(self.lstm, f"bias_ih_l{k}") + getattr(self.lstm, f"bias_hh_l{k}"))
-                   for k in range(self.num_layers)]
-        if torch.is_grad_enabled() or rows <= kernels.LSTM_CHUNK_ROWS or inputs.device.type != "cpu":
-            raw, h, c = self._network_rows(inputs, h, c, weights)
-        else:  # CPU deployment on a large model: chunks keep each chunk's gates in cache
-            raw = inputs.new_empty(rows, len(self.heads))
-            h_next, c_next = (ctx.take_spare(t) if ctx is not None else None for t in (h, c))
-            h_next = torch.empty_like(h) if h_next is None else h_next
-            c_next = torch.empty_like(c) if c_next is None else c_next
-            for start in range(0, rows, kernels.LSTM_CHUNK_ROWS):
-                part = slice(start, start + kernels.LSTM_CHUNK_ROWS)
-                raw[part] = self._network_rows(inputs[part], h[:, part], c[:, part], weights,
-                                               out=(h_next[:, part], c_next[:, part]))[0]
-            h, c = h_next, c_next
-        return raw.to(features.dtype).reshape(batch, dim, len(self.heads)), h, c
+
+    @staticmethod
+    def _chunked(features: Tensor) -> bool:
+        """Whether the network runs in chunks of rows: on the CPU, without autograd, for more
+        than ``kernels.LSTM_CHUNK_ROWS`` coordinates (``features``: ``(B, n, F)``)."""
+        rows = features.shape[0] * features.shape[1]
+        return not torch.is_grad_enabled() and rows > kernels.LSTM_CHUNK_ROWS and features.device.type == "cpu"
+
+    @staticmethod
+    def _chunks(rows: int, size: int | None = None) -> list[slice]:
+        size = kernels.LSTM_CHUNK_ROWS if size is None else size
+        return [slice(start, min(start + size, rows)) for start in range(0, rows, size)]
+
+    @staticmethod
+    def _output_like(like: Tensor, ctx: StepContext | None) -> Tensor:
+        """A tensor to write a step's output of ``like``'s shape, dtype and device into: one of
+        ``ctx``'s spares when it has one, else fresh memory."""
+        spare = ctx.take_spare(like) if ctx is not None else None
+        return torch.empty_like(like) if spare is None else spare
+
+    def _next_states(self, h: Tensor, c: Tensor, ctx: StepContext | None) -> tuple[Tensor, Tensor]:
+        return self._output_like(h, ctx), self._output_like(c, ctx)
+
+    def _gate_weights(self) -> list[tuple[Tensor, Tensor | None]]:
+        return [kernels.gate_weights(getattr(self.lstm, f"weight_ih_l{k}"), getattr(self.lstm, f"weight_hh_l{k}"),
+                                     getattr(self.lstm, f"bias_ih_l{k}") + getattr(self.lstm, f"bias_hh_l{k}"))
+                for k in range(self.num_layers)]
 
     def _network_rows(self, inputs: Tensor, h: Tensor, c: Tensor, weights: list[tuple[Tensor, Tensor | None]],
                       out: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -171,7 +204,52 @@ class CoordinateLSTMRule(UpdateRule):
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         features, feature_state = self.features(x, grad, state, ctx)
-        raw, h, c = self.network(features.to(x.dtype), state["h"], state["c"], ctx)
+        features, state = features.to(x.dtype), {**state, **feature_state}
+        if (self.coordinatewise_update and x.shape[0] == 1 and self._chunked(features)
+                and (ctx.shift is None or ctx.shift.shape[-1] == 1)):
+            return self._chunked_step(x, grad, features, state, ctx)
+        raw, h, c = self.network(features, state["h"], state["c"], ctx)
         outputs = {name: raw[..., i] for i, name in enumerate(self.heads)}
-        x_next, rule_state = self.update(x, grad, outputs, {**state, **feature_state}, ctx)
-        return x_next, {**state, **feature_state, **rule_state, "h": h, "c": c}
+        x_next, rule_state = self.update(x, grad, outputs, state, ctx)
+        return x_next, {**state, **rule_state, "h": h, "c": c}
+
+    def _chunked_step(self, x: Tensor, grad: Tensor, features: Tensor, state: State,
+                      ctx: StepContext) -> tuple[Tensor, State]:
+        """:meth:`step` of one large model (``x``: ``(1, N)``) on the CPU without autograd: the
+        coordinate-wise :meth:`update` in chunks of ``kernels.STEP_CHUNK_ROWS`` coordinates
+        (the network in chunks of ``kernels.LSTM_CHUNK_ROWS`` within each), so every
+        temporary of the update is a chunk's (in cache, and no fresh pages for each of them
+        at 10M parameters) and the results go straight into the step's outputs. Equal to the
+        whole-vector step (every operation is elementwise per coordinate, given ``ctx``'s
+        ``(1, 1)`` scalars). Every tensor the update returns must be a coordinate's (``(1, n)``).
+        """
+        self._check(features, state["h"])
+        dtype = self.out.weight.dtype
+        weights = self._gate_weights()
+        h, c = state["h"].to(dtype), state["c"].to(dtype)
+        h_next, c_next = self._next_states(h, c, ctx)
+        inputs = features[0].to(dtype)
+        x_next: Tensor | None = None
+        rule_state: State = {}
+        for part in self._chunks(x.shape[1], kernels.STEP_CHUNK_ROWS):
+            raw = inputs.new_empty(part.stop - part.start, len(self.heads))
+            for rows in self._chunks(part.stop - part.start):
+                coordinates = slice(part.start + rows.start, part.start + rows.stop)
+                raw[rows] = self._network_rows(inputs[coordinates], h[:, coordinates], c[:, coordinates], weights,
+                                               out=(h_next[:, coordinates], c_next[:, coordinates]))[0]
+            raw = raw.to(x.dtype)
+            outputs = {name: raw[None, :, i] for i, name in enumerate(self.heads)}
+            chunk_state = {k: v[:, part] if torch.is_tensor(v) and v.shape == x.shape else v for k, v in state.items()}
+            x_part, state_part = self.update(x[:, part], grad[:, part], outputs, chunk_state, ctx)
+            if x_next is None:
+                x_next = self._output_like(x, ctx)
+                for name, value in state_part.items():
+                    if not (torch.is_tensor(value) and value.shape == x_part.shape):
+                        raise TypeError(f"{type(self).__name__}.update returned {name!r} of another shape than "
+                                        "its coordinates; the chunked step needs coordinate-wise state")
+                    rule_state[name] = self._output_like(x if value.dtype == x.dtype else
+                                                         torch.empty_like(x, dtype=value.dtype), ctx)
+            x_next[:, part] = x_part
+            for name, value in state_part.items():
+                rule_state[name][:, part] = value
+        return x_next, {**state, **rule_state, "h": h_next, "c": c_next}

@@ -44,6 +44,8 @@ class MathL2ORule(CoordinateLSTMRule):
         state_init: ``"randn"`` (official) or ``"zeros"``.
     """
 
+    coordinatewise_update = True
+
     def __init__(self, hidden_size: int = 20, num_layers: int = 2, lr: float | None = None,
                  extrapolation: bool = True, p_norm: str = "sigmoid", p_scale: float = 1.0,
                  a_norm: str = "sigmoid", a_scale: float = 1.0, state_init: str = "randn") -> None:

@@ -7,7 +7,7 @@ import torch
 
 from l2o.meta import MetaTrainer
 from l2o.optim import LearnedOptimizer
-from l2o.rules import FISTARule, GoMathRule, StepContext, kernels
+from l2o.rules import FISTARule, GoMathRule, L2LRule, LearnedBFGSRule, MathL2ORule, RNNpropRule, StepContext, kernels
 from l2o.rules.kernels import FusedLSTMLayer, gate_weights, planar_relu_network, stacked_lstm, tanh_by_sigmoid
 from l2o.rules.ntk_gd import NTKGDRule
 
@@ -151,17 +151,56 @@ def rollout_and_meta_gradient(rule, steps=3):
     return x.detach(), meta_gradient
 
 
-def test_lstm_rule_chunked_deployment_path_equals_the_whole_batch(monkeypatch):
+CHUNKED_RULES = {
+    "gomath": lambda: GoMathRule(),
+    "mathl2o-extrapolation": lambda: MathL2ORule(extrapolation=True),
+    "l2l": lambda: L2LRule(),
+    "rnnprop": lambda: RNNpropRule(),
+    "learned-bfgs": lambda: LearnedBFGSRule(memory=3),  # its update reduces: never chunked
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHUNKED_RULES))
+def test_lstm_rule_chunked_deployment_path_equals_the_whole_batch(monkeypatch, name):
+    """Three steps of a 50-coordinate model, whole and in chunks: updates of 20 coordinates
+    (the last one partial), each with network chunks of 7 rows (again with a partial one)."""
     torch.manual_seed(0)
-    rule = GoMathRule().double()
-    x, grad = torch.randn(1, 50, dtype=torch.float64), torch.randn(1, 50, dtype=torch.float64)
+    rule = CHUNKED_RULES[name]().double()
+    for parameter in rule.out.parameters():  # learned BFGS starts at zero outputs
+        torch.nn.init.normal_(parameter, std=0.5)
+    x = torch.randn(1, 50, dtype=torch.float64)
     ctx = StepContext.constant(x, l1=0.1, lipschitz=2.0)
-    with torch.no_grad():
-        state = rule.init_state(x, ctx)
-        whole = rule.step(x, grad, state, ctx)
-        monkeypatch.setattr(kernels, "LSTM_CHUNK_ROWS", 7)  # 50 rows: 7 full chunks and a partial one
-        chunked = rule.step(x, grad, state, ctx)
-    torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=1e-12)
+    initial = rule.init_state(x, ctx)  # a random draw: the same one for both runs
+
+    def run(chunk_rows):
+        monkeypatch.setattr(kernels, "LSTM_CHUNK_ROWS", chunk_rows)
+        monkeypatch.setattr(kernels, "STEP_CHUNK_ROWS", 20)
+        point, state, trajectory = x, initial, []
+        with torch.no_grad():
+            for _ in range(3):
+                point, state = rule.step(point, 2 * (point - 0.3), state, ctx)
+                trajectory.append((point, state))
+        return trajectory
+
+    for (chunked, chunked_state), (whole, whole_state) in zip(run(7), run(1 << 14)):
+        torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=1e-12)
+        assert chunked_state.keys() == whole_state.keys()
+        for key, value in whole_state.items():
+            torch.testing.assert_close(chunked_state[key], value, rtol=1e-12, atol=1e-12, msg=key)
+
+
+def test_chunked_step_refuses_an_update_with_state_that_is_not_per_coordinate(monkeypatch):
+    class Reducing(GoMathRule):  # claims a coordinate-wise update but returns a per-instance value
+        def update(self, x, grad, outputs, state, ctx):
+            x_next, rule_state = super().update(x, grad, outputs, state, ctx)
+            return x_next, {**rule_state, "total": x_next.sum(-1, keepdim=True)}
+
+    monkeypatch.setattr(kernels, "LSTM_CHUNK_ROWS", 7)
+    x = torch.randn(1, 50)
+    ctx = StepContext.constant(x, lipschitz=2.0)
+    rule = Reducing()
+    with torch.no_grad(), pytest.raises(TypeError, match="'total' of another shape"):
+        rule.step(x, x, rule.init_state(x, ctx), ctx)
 
 
 def test_compiled_lstm_rule_trains_and_deploys_like_the_eager_rule():
