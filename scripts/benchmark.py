@@ -66,9 +66,10 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed_runs(fn: Callable[[], object], device: str, repeats: int) -> list[float]:
-    """Wall times of ``repeats`` runs of ``fn`` after one warm-up."""
-    fn()
+def timed_runs(fn: Callable[[], object], device: str, repeats: int, warmup: int = 1) -> list[float]:
+    """Wall times of ``repeats`` runs of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
     synchronize(device)
     times = []
     for _ in range(repeats):
@@ -123,15 +124,17 @@ def mlp(parameters: int, device: str) -> torch.nn.Module:
 
 
 def step_time(make_optimizer, parameters: int, device: str, repeats: int) -> tuple[list[float], int, int]:
-    """``step()`` seconds of each repetition, the parameter count, and the bytes a step must
-    move at least: the optimizer's state read and written, the parameters read and written
-    and their gradients read."""
+    """``step()`` seconds of each repetition after 3 untimed steps (the first creates the
+    optimizer's state; by the third the allocator reuses the memory of earlier steps, as in
+    any long run), the parameter count, and the bytes a step must move at least: the
+    optimizer's state read and written, the parameters read and written and their gradients
+    read."""
     torch.manual_seed(0)
     model = mlp(parameters, device)
     for p in model.parameters():
         p.grad = torch.randn_like(p) * 1e-3
     optimizer = make_optimizer(model.parameters())
-    runs = timed_runs(optimizer.step, device, repeats)
+    runs = timed_runs(optimizer.step, device, repeats, warmup=3)
     params = list(model.parameters())
     state = sum(tensor_bytes(slot) for slot in optimizer.state.values())
     return runs, sum(p.numel() for p in params), 2 * state + 3 * sum(p.nbytes for p in params)
