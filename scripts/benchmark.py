@@ -42,7 +42,7 @@ from l2o.eval import Table, relative_suboptimality
 from l2o.eval.memory import peak_step_memory
 from l2o.eval.rollout import unroll
 from l2o.optim import AdamHD, LearnedOptimizer, ProxGD
-from l2o.rules import CoordinateLSTMRule, FISTARule, StepContext, UpdateRule, build_rule
+from l2o.rules import CoordinateLSTMRule, FISTARule, StepContext, UpdateRule, build_rule, kernels
 from problems import LassoFamily
 
 
@@ -148,27 +148,33 @@ def tensor_bytes(value: object) -> int:
     return sum(tensor_bytes(v) for v in value.values()) if isinstance(value, dict) else 0
 
 
-def machine_rates(device: str, repeats: int) -> tuple[float, float]:
-    """The machine's achievable rates, measured now: float32 GEMM FLOP/s (a 2048³ ``mm``) and
-    copy bandwidth in bytes/s (a 256 MB ``copy_``, read + write)."""
+def machine_rates(device: str, repeats: int) -> tuple[float, float, float]:
+    """The machine's achievable rates, measured now: float32 GEMM FLOP/s (a 2048³ ``mm``), copy
+    bandwidth in bytes/s (a 256 MB ``copy_``, read + write) and σ evaluations per second
+    (``sigmoid_`` in place on one chunk's float32 gates, ``(LSTM_CHUNK_ROWS, 80)``: in cache)."""
     a, b = (torch.randn(2048, 2048, device=device) for _ in range(2))
     gemm = 2 * 2048**3 / timed(lambda: a @ b, device, max(repeats, 5))
     source = torch.randn(1 << 26, device=device)
     target = torch.empty_like(source)
     copy = 2 * source.nbytes / timed(lambda: target.copy_(source), device, max(repeats, 5))
-    return gemm, copy
+    gates = torch.randn(kernels.LSTM_CHUNK_ROWS, 80, device=device)
+    sigmoid = gates.numel() / timed(gates.sigmoid_, device, max(repeats, 20))
+    return gemm, copy, sigmoid
 
 
 def step_overhead(args) -> Table:
     """``step()`` vs Adam, and for the LSTM rules against the roofline: the time the network's
     matrix-product FLOPs take at the measured GEMM rate, or the step's minimal traffic at
-    the measured copy bandwidth, whichever is longer."""
+    the measured copy bandwidth, whichever is longer; and against the floor of the fused
+    design, those FLOPs plus the LSTM's σ evaluations at the measured σ rate (both run on
+    the same vector units)."""
     table = Table(["device", "params", "optimizer", "step ms", "range ms", "vs Adam", "GFLOP/s", "roofline ms",
-                   "step / roofline", "range / roofline"])
+                   "step / roofline", "range / roofline", "GEMM + σ floor ms", "step / floor"])
     learned = {name: zoo.load(name).rule for name in args.zoo if name in zoo.list()}
     for device in devices():
-        gemm, bandwidth = machine_rates(device, args.repeats)
-        print(f"{device}: GEMM {gemm / 1e9:.0f} GFLOP/s (2048³ float32 mm), copy {bandwidth / 1e9:.1f} GB/s", flush=True)
+        gemm, bandwidth, sigmoid = machine_rates(device, args.repeats)
+        print(f"{device}: GEMM {gemm / 1e9:.0f} GFLOP/s (2048³ float32 mm), copy {bandwidth / 1e9:.1f} GB/s, "
+              f"σ {sigmoid / 1e9:.2f} G/s (in cache)", flush=True)
         for size in args.sizes:
             runs, count, _ = step_time(lambda p: torch.optim.Adam(p, lr=1e-3), size, device, args.repeats)
             adam = statistics.median(runs)
@@ -190,8 +196,10 @@ def step_overhead(args) -> Table:
                     if isinstance(rule, CoordinateLSTMRule):
                         flops = count * rule.matmul_flops_per_coordinate()
                         roofline = max(flops / gemm, traffic / bandwidth)
+                        floor = flops / gemm + count * rule.sigmoids_per_coordinate() / sigmoid
                         row.update({"GFLOP/s": flops / seconds / 1e9, "roofline ms": 1e3 * roofline,
-                                    "step / roofline": seconds / roofline, "range / roofline": spread(runs, 1 / roofline)})
+                                    "step / roofline": seconds / roofline, "range / roofline": spread(runs, 1 / roofline),
+                                    "GEMM + σ floor ms": 1e3 * floor, "step / floor": seconds / floor})
                     table.add(device=device, params=count, optimizer=name + label, **row)
                     print(table.to_markdown().splitlines()[-1], flush=True)
     return table

@@ -107,6 +107,14 @@ class CoordinateLSTMRule(UpdateRule):
             flops += 2 * hidden * hidden
         return flops + 2 * hidden * heads
 
+    def sigmoids_per_coordinate(self) -> int:
+        """σ evaluations of the LSTM layers for one coordinate and one step: ``5 H`` per layer,
+        4H for the gates and H for ``tanh(c') = 2σ(2c') − 1`` (:mod:`~l2o.rules.kernels`).
+        On a CPU they take a sizeable fraction of the matrix products' time
+        (``scripts/benchmark.py`` measures both rates), so they bound the step besides the FLOPs. The rule's own heads
+        and features are not counted."""
+        return 5 * self.hidden_size * self.num_layers
+
     # ------------------------------------------------------------ subclass API
     def config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this rule (stored in zoo cards)."""

@@ -250,6 +250,34 @@ def test_matmul_flop_count_is_what_torch_counts(name, monkeypatch):
     assert counter.get_total_flops() == rows * rule.matmul_flops_per_coordinate()
 
 
+@pytest.mark.parametrize("name", ["gomath", "mathl2o", "l2l", "rnnprop"])
+def test_sigmoid_count_is_what_the_lstm_layers_evaluate(name):
+    """The σ evaluations per coordinate equal the elements that ``aten.sigmoid`` and
+    ``aten.sigmoid_`` produce in the LSTM layers of a forward over a batch of rows."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from l2o.rules import build_rule
+
+    class SigmoidElements(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func in (torch.ops.aten.sigmoid.default, torch.ops.aten.sigmoid_.default):
+                SigmoidElements.count += out.numel()
+            return out
+
+    rule = build_rule(name)
+    rows = 37
+    weights = rule._gate_weights()
+    inputs = torch.randn(rows, rule.num_features)
+    inputs = rule.input(inputs) if rule.input is not None else inputs
+    h = c = torch.zeros(rule.num_layers, rows, rule.hidden_size)
+    with torch.no_grad(), SigmoidElements():
+        stacked_lstm(inputs, h, c, weights)
+    assert SigmoidElements.count == rows * rule.sigmoids_per_coordinate()
+
+
 @pytest.mark.parametrize("compiled", [False, True])
 def test_stacked_lstm_writes_into_given_rows_exactly_as_it_returns_them(compiled):
     if compiled:
