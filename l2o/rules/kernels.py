@@ -81,6 +81,19 @@ def cell_forward(z: Tensor, c: Tensor, out: tuple[Tensor, Tensor] | None = None,
     return torch.mul(s_o, tanh_c, out=h_out), c_next, s, g, tanh_c
 
 
+def cell_forward_into(z: Tensor, c: Tensor, h_out: Tensor, c_out: Tensor) -> None:
+    """:func:`cell_forward` without autograd, writing ``h'`` and ``c'`` into ``h_out``,
+    ``c_out`` ``(R, H)`` and keeping nothing for a backward: ``z`` is overwritten in place
+    (σ, then the g block becomes ``g``), and ``tanh(c')`` is formed in ``h_out`` itself. The
+    same operations as :func:`cell_forward`, so the same numbers, with three allocations and
+    one pass fewer."""
+    hidden = c.shape[1]
+    s_i, s_f, s_g, s_o = z.sigmoid_().split(hidden, dim=1)
+    g = s_g.mul_(2).sub_(1)
+    torch.mul(s_f, c, out=c_out).addcmul_(s_i, g)
+    torch.mul(c_out, 2, out=h_out).sigmoid_().mul_(2).sub_(1).mul_(s_o)
+
+
 def cell_backward(dh: Tensor, dc_next: Tensor, c: Tensor, s: Tensor, g: Tensor, tanh_c: Tensor) -> tuple[Tensor, Tensor]:
     """The elementwise part of :class:`FusedLSTMLayer`'s backward: ``dz`` ``(R, 4H)`` (the
     pre-activations' gradient) and ``dc`` ``(R, H)`` (the previous cell state's)."""
@@ -175,8 +188,8 @@ def stacked_lstm(
             parts.append(ones)
         xh = torch.cat(parts, dim=1)
         if out is not None and not torch.is_grad_enabled() and not compiled:  # straight into the caller's rows
-            layer_input, c_next, *_ = cell_forward(gate_preactivations(xh, weight, bias), c_layer,
-                                                   (out[0][layer], out[1][layer]))
+            layer_input, c_next = out[0][layer], out[1][layer]
+            cell_forward_into(gate_preactivations(xh, weight, bias), c_layer, layer_input, c_next)
         else:
             layer_input, c_next = FusedLSTMLayer.apply(xh, c_layer, weight, bias, compiled)
         hs.append(layer_input)
