@@ -111,8 +111,8 @@ class CoordinateLSTMRule(UpdateRule):
         """σ evaluations of the LSTM layers for one coordinate and one step: ``5 H`` per layer,
         4H for the gates and H for ``tanh(c') = 2σ(2c') − 1`` (:mod:`~l2o.rules.kernels`).
         On a CPU they take a sizeable fraction of the matrix products' time
-        (``scripts/benchmark.py`` measures both rates), so they bound the step besides the FLOPs. The rule's own heads
-        and features are not counted."""
+        (``scripts/benchmark.py`` measures both rates), so they bound the step besides the
+        FLOPs. The rule's own heads and features are not counted."""
         return 5 * self.hidden_size * self.num_layers
 
     # ------------------------------------------------------------ subclass API
@@ -156,11 +156,8 @@ class CoordinateLSTMRule(UpdateRule):
         if not self._chunked(features):
             raw, h, c = self._network_rows(inputs, h, c, weights)
         else:  # CPU deployment on a large model: chunks keep each chunk's gates in cache
-            raw = inputs.new_empty(rows, len(self.heads))
             h_next, c_next = self._next_states(h, c, ctx)
-            for part in self._chunks(rows):
-                raw[part] = self._network_rows(inputs[part], h[:, part], c[:, part], weights,
-                                               out=(h_next[:, part], c_next[:, part]))[0]
+            raw = self._network_into(inputs, h, c, weights, (h_next, c_next), slice(0, rows))
             h, c = h_next, c_next
         return raw.to(features.dtype).reshape(batch, dim, len(self.heads)), h, c
 
@@ -201,6 +198,17 @@ class CoordinateLSTMRule(UpdateRule):
                                      getattr(self.lstm, f"bias_ih_l{k}") + getattr(self.lstm, f"bias_hh_l{k}"))
                 for k in range(self.num_layers)]
 
+    def _network_into(self, inputs: Tensor, h: Tensor, c: Tensor, weights: list[tuple[Tensor, Tensor | None]],
+                      out: tuple[Tensor, Tensor], coordinates: slice) -> Tensor:
+        """Raw outputs ``(R, K)`` of the rows ``coordinates`` of ``inputs`` ``(N, F)``, in chunks of
+        ``kernels.LSTM_CHUNK_ROWS``, with their new ``h``, ``c`` written into those rows of ``out``."""
+        raw = inputs.new_empty(coordinates.stop - coordinates.start, len(self.heads))
+        for rows in self._chunks(coordinates.stop - coordinates.start):
+            part = slice(coordinates.start + rows.start, coordinates.start + rows.stop)
+            raw[rows] = self._network_rows(inputs[part], h[:, part], c[:, part], weights,
+                                           out=(out[0][:, part], out[1][:, part]))[0]
+        return raw
+
     def _network_rows(self, inputs: Tensor, h: Tensor, c: Tensor, weights: list[tuple[Tensor, Tensor | None]],
                       out: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """``(R, F)`` rows -> ``(R, K)`` raw outputs and the new ``h``, ``c`` (written into
@@ -240,12 +248,7 @@ class CoordinateLSTMRule(UpdateRule):
         x_next: Tensor | None = None
         rule_state: State = {}
         for part in self._chunks(x.shape[1], kernels.STEP_CHUNK_ROWS):
-            raw = inputs.new_empty(part.stop - part.start, len(self.heads))
-            for rows in self._chunks(part.stop - part.start):
-                coordinates = slice(part.start + rows.start, part.start + rows.stop)
-                raw[rows] = self._network_rows(inputs[coordinates], h[:, coordinates], c[:, coordinates], weights,
-                                               out=(h_next[:, coordinates], c_next[:, coordinates]))[0]
-            raw = raw.to(x.dtype)
+            raw = self._network_into(inputs, h, c, weights, (h_next, c_next), part).to(x.dtype)
             outputs = {name: raw[None, :, i] for i, name in enumerate(self.heads)}
             chunk_state = {k: v[:, part] if torch.is_tensor(v) and v.shape == x.shape else v for k, v in state.items()}
             x_part, state_part = self.update(x[:, part], grad[:, part], outputs, chunk_state, ctx)
