@@ -122,8 +122,9 @@ class MetaTrainer(LightningModule):
         losses = []
         for start in range(0, hp.horizon, hp.unroll):
             values = []
-            for x, state in unroll(rule, instances, hp.unroll, x=x, state=state, ctx=ctx):
-                values.append(instances.objective(rule.iterate(x, state)))
+            with rule.shared_weights():  # the weights change only at the segment's end
+                for x, state in unroll(rule, instances, hp.unroll, x=x, state=state, ctx=ctx):
+                    values.append(instances.objective(rule.iterate(x, state)))
             steps = torch.arange(start + 1, start + hp.unroll + 1, device=x.device)
             loss = self.meta_loss(torch.stack(values), steps, optimum, hp.horizon)
             if hp.batch_reduction == "sum":

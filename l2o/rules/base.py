@@ -13,8 +13,9 @@ Shapes: ``x``, ``grad``: ``(B, n)``; per-instance scalars in the context: ``(B, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Callable
+from typing import Callable, ContextManager
 
 import torch
 from torch import Tensor, nn
@@ -142,6 +143,13 @@ class UpdateRule(nn.Module):
         """
         raise ValueError(f"{type(self).__name__} has no compiled kernels (the LSTM-based rules do)")
 
+    def shared_weights(self) -> ContextManager[None]:
+        """A block within which the rule's weights do not change (one meta-training segment's
+        forward pass): a rule that derives tensors from its weights at every step (the LSTM
+        rules' fused gate weights) derives them once for the block, one node of the autograd
+        graph instead of one per step. Default: nothing to share."""
+        return contextlib.nullcontext()
+
     def forward(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         return self.step(x, grad, state, ctx)
 
@@ -190,6 +198,9 @@ class RuleWrapper(UpdateRule):
     def compile_kernels(self, enabled: bool = True) -> "RuleWrapper":
         self.rule.compile_kernels(enabled)
         return self
+
+    def shared_weights(self) -> ContextManager[None]:
+        return self.rule.shared_weights()
 
     @classmethod
     def inner_state(cls, state: State) -> State:

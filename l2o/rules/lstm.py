@@ -28,7 +28,8 @@ RNNprop) also runs the update in chunks of ``STEP_CHUNK_ROWS`` coordinates.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -193,7 +194,26 @@ class CoordinateLSTMRule(UpdateRule):
     def _next_states(self, h: Tensor, c: Tensor, ctx: StepContext | None) -> tuple[Tensor, Tensor]:
         return self._output_like(h, ctx), self._output_like(c, ctx)
 
+    @contextlib.contextmanager
+    def shared_weights(self) -> Iterator[None]:
+        previous = self.__dict__.get("_shared_gate_weights")
+        self.__dict__["_shared_gate_weights"] = []  # filled by the first step of the block
+        try:
+            yield
+        finally:
+            self.__dict__["_shared_gate_weights"] = previous
+
     def _gate_weights(self) -> list[tuple[Tensor, Tensor | None]]:
+        """:func:`kernels.gate_weights` of every layer, once per :meth:`shared_weights` block."""
+        shared = self.__dict__.get("_shared_gate_weights")
+        if shared:
+            return shared
+        weights = self._fused_gate_weights()
+        if shared is not None:
+            shared.extend(weights)
+        return weights
+
+    def _fused_gate_weights(self) -> list[tuple[Tensor, Tensor | None]]:
         return [kernels.gate_weights(getattr(self.lstm, f"weight_ih_l{k}"), getattr(self.lstm, f"weight_hh_l{k}"),
                                      getattr(self.lstm, f"bias_ih_l{k}") + getattr(self.lstm, f"bias_hh_l{k}"))
                 for k in range(self.num_layers)]

@@ -151,6 +151,23 @@ def rollout_and_meta_gradient(rule, steps=3):
     return x.detach(), meta_gradient
 
 
+def test_shared_gate_weights_give_the_same_rollout_and_meta_gradient_with_one_graph_node():
+    torch.manual_seed(0)
+    rule = GoMathRule()
+    reference = rollout_and_meta_gradient(rule, steps=4)
+    with rule.shared_weights():
+        first, second = rule._gate_weights(), rule._gate_weights()
+        shared = rollout_and_meta_gradient(rule, steps=4)
+    assert all(a is b for (a, _), (b, _) in zip(first, second))  # one node for the whole block
+    torch.testing.assert_close(shared, reference, rtol=1e-5, atol=1e-7)
+    # after the block the weights are derived afresh: an update of the LSTM's weights shows
+    with torch.no_grad():
+        rule.lstm.weight_ih_l0.add_(1.0)
+    with rule.shared_weights():
+        assert not torch.equal(rule._gate_weights()[0][0], first[0][0])
+    assert rule._gate_weights()[0][0] is not rule._gate_weights()[0][0]  # outside a block: per call
+
+
 CHUNKED_RULES = {
     "gomath": lambda: GoMathRule(),
     "mathl2o-extrapolation": lambda: MathL2ORule(extrapolation=True),
