@@ -30,11 +30,12 @@ LSTM_CHUNK_ROWS = 1 << 14
 STEP_CHUNK_ROWS = 1 << 18
 
 
-def tanh_by_sigmoid(x: Tensor) -> Tensor:
-    """``tanh(x) = 2σ(2x) − 1``, a new tensor. On CPUs torch's vectorized ``tanh`` costs several
-    times its ``sigmoid`` (9× for 1.3M float32 on a 2-core AVX2 EPYC, torch 2.13), and the
-    identity is exact up to rounding (absolute error ≤ 2 ulp(1))."""
-    return torch.sigmoid(x * 2).mul_(2).sub_(1)
+def tanh_by_sigmoid(x: Tensor, out: Tensor | None = None) -> Tensor:
+    """``tanh(x) = 2σ(2x) − 1``, a new tensor (or written into ``out``). On CPUs torch's
+    vectorized ``tanh`` costs several times its ``sigmoid`` (9× for 1.3M float32 on a 2-core
+    AVX2 EPYC, torch 2.13), and the identity is exact up to rounding (absolute error
+    ≤ 2 ulp(1))."""
+    return torch.mul(x, 2, out=out).sigmoid_().mul_(2).sub_(1)
 
 
 #: The fused layer's matrix products run fastest when their inner dimension is a multiple of
@@ -63,22 +64,20 @@ def gate_weights(w_ih: Tensor, w_hh: Tensor, bias: Tensor) -> tuple[Tensor, Tens
     return torch.cat([w_ih, w_hh, bias[:, None], zeros], dim=1) * scale[:, None], None
 
 
-def cell_forward(z: Tensor, c: Tensor, out: tuple[Tensor, Tensor] | None = None,
-                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def cell_forward(z: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The elementwise part of :class:`FusedLSTMLayer`'s forward.
 
     ``z`` ``(R, 4H)``: the gates' pre-activations with the g rows doubled (overwritten by
-    ``s = σ(z)``); ``c`` ``(R, H)``. Returns ``h'``, ``c'`` (written into ``out = (h', c')``
-    when given) and what backward needs: ``s``, ``g = 2 s_g − 1`` and ``tanh(c')``.
+    ``s = σ(z)``); ``c`` ``(R, H)``. Returns ``h'``, ``c'`` and what backward needs: ``s``,
+    ``g = 2 s_g − 1`` and ``tanh(c')``.
     """
     hidden = c.shape[1]
-    h_out, c_out = out if out is not None else (None, None)
     s = z.sigmoid_()
     s_i, s_f, s_g, s_o = s.split(hidden, dim=1)
     g = s_g.mul(2).sub_(1)
-    c_next = torch.addcmul(s_f * c, s_i, g, out=c_out)
+    c_next = torch.addcmul(s_f * c, s_i, g)
     tanh_c = tanh_by_sigmoid(c_next)
-    return torch.mul(s_o, tanh_c, out=h_out), c_next, s, g, tanh_c
+    return s_o * tanh_c, c_next, s, g, tanh_c
 
 
 def cell_forward_into(z: Tensor, c: Tensor, h_out: Tensor, c_out: Tensor) -> None:
@@ -91,7 +90,7 @@ def cell_forward_into(z: Tensor, c: Tensor, h_out: Tensor, c_out: Tensor) -> Non
     s_i, s_f, s_g, s_o = z.sigmoid_().split(hidden, dim=1)
     g = s_g.mul_(2).sub_(1)
     torch.mul(s_f, c, out=c_out).addcmul_(s_i, g)
-    torch.mul(c_out, 2, out=h_out).sigmoid_().mul_(2).sub_(1).mul_(s_o)
+    tanh_by_sigmoid(c_out, out=h_out).mul_(s_o)
 
 
 def cell_backward(dh: Tensor, dc_next: Tensor, c: Tensor, s: Tensor, g: Tensor, tanh_c: Tensor) -> tuple[Tensor, Tensor]:

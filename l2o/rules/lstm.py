@@ -148,11 +148,8 @@ class CoordinateLSTMRule(UpdateRule):
                 ctx: StepContext | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """``(B, n, F) -> (B, n, K)`` raw outputs and the new ``h``, ``c`` (written into
         ``ctx``'s spare tensors on the chunked path when it has some of their shape)."""
-        self._check(features, h)
-        batch, dim, width = features.shape
-        dtype = self.out.weight.dtype  # e.g. a float32 zoo rule driving float64 parameters
-        rows = batch * dim
-        inputs, h, c = features.reshape(rows, width).to(dtype), h.to(dtype), c.to(dtype)
+        inputs, h, c = self._network_inputs(features, h, c)
+        rows = inputs.shape[0]
         weights = self._gate_weights()
         if not self._chunked(features):
             raw, h, c = self._network_rows(inputs, h, c, weights)
@@ -160,9 +157,11 @@ class CoordinateLSTMRule(UpdateRule):
             h_next, c_next = self._next_states(h, c, ctx)
             raw = self._network_into(inputs, h, c, weights, (h_next, c_next), slice(0, rows))
             h, c = h_next, c_next
-        return raw.to(features.dtype).reshape(batch, dim, len(self.heads)), h, c
+        return raw.to(features.dtype).reshape(*features.shape[:2], len(self.heads)), h, c
 
-    def _check(self, features: Tensor, h: Tensor) -> None:
+    def _network_inputs(self, features: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``features`` ``(B, n, F)`` as rows ``(B·n, F)``, and ``h``, ``c``, all in the network's
+        dtype (e.g. a float32 zoo rule driving float64 parameters), after checking the shapes."""
         batch, dim, width = features.shape
         if width != self.num_features:
             raise ValueError(f"{type(self).__name__} expects {self.num_features} features, got {width}")
@@ -171,6 +170,8 @@ class CoordinateLSTMRule(UpdateRule):
                 f"rule state is for {h.shape[1]} coordinates but x has {batch * dim}; "
                 "was the state created for other parameters?"
             )
+        dtype = self.out.weight.dtype
+        return features.reshape(batch * dim, width).to(dtype), h.to(dtype), c.to(dtype)
 
     @staticmethod
     def _chunked(features: Tensor) -> bool:
@@ -259,12 +260,9 @@ class CoordinateLSTMRule(UpdateRule):
         whole-vector step (every operation is elementwise per coordinate, given ``ctx``'s
         ``(1, 1)`` scalars). Every tensor the update returns must be a coordinate's (``(1, n)``).
         """
-        self._check(features, state["h"])
-        dtype = self.out.weight.dtype
+        inputs, h, c = self._network_inputs(features, state["h"], state["c"])
         weights = self._gate_weights()
-        h, c = state["h"].to(dtype), state["c"].to(dtype)
         h_next, c_next = self._next_states(h, c, ctx)
-        inputs = features[0].to(dtype)
         x_next: Tensor | None = None
         rule_state: State = {}
         for part in self._chunks(x.shape[1], kernels.STEP_CHUNK_ROWS):
