@@ -8,7 +8,8 @@ and 4.7× faster in float64). The results are equal to rounding, and autograd's 
 of the row form is again a row-form product.
 
 :class:`LastProduct` keeps the last ``A x`` so that an objective and a gradient at the same
-point (meta-training evaluates ``F(x_k)`` and then ``∇f(x_k)``) read the data once.
+point (meta-training evaluates ``F(x_k)`` and then ``∇f(x_k)``) read the data once; under
+``torch.compile`` it steps aside, since the traced graph computes the product once anyway.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class LastProduct:
         self.value: Tensor | None = None
 
     def __call__(self, x: Tensor, compute: Callable[[Tensor], Tensor]) -> Tensor:
+        if torch.compiler.is_compiling():  # a traced graph shares the product itself (CSE)
+            return compute(x)
         key = (x, x._version, torch.is_grad_enabled())
         if self.key is not None and self.key[0] is x and self.key[1:] == key[1:]:
             return self.value

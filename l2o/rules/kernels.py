@@ -99,6 +99,9 @@ def cell_backward(dh: Tensor, dc_next: Tensor, c: Tensor, s: Tensor, g: Tensor, 
     hidden = c.shape[1]
     s_i, s_f, _, s_o = s.split(hidden, dim=1)
     dc = torch.ops.aten.tanh_backward(dh * s_o, tanh_c).add_(dc_next)
+    if torch.compiler.is_compiling():  # traced: Inductor fuses the blocks (no out= into column slices)
+        blocks = torch.cat([dc * g, dc * c, 2 * dc * s_i, dh * tanh_c], dim=1)
+        return torch.ops.aten.sigmoid_backward(blocks, s), dc * s_f
     blocks = torch.empty_like(s)  # written block by block: no concatenation
     torch.mul(dc, g, out=blocks[:, :hidden])
     torch.mul(dc, c, out=blocks[:, hidden : 2 * hidden])

@@ -197,8 +197,10 @@ class CoordinateLSTMRule(UpdateRule):
 
     @contextlib.contextmanager
     def shared_weights(self) -> Iterator[None]:
+        """Derives the fused gate weights on entry, outside any compiled region that steps
+        within the block (``torch.compile`` refuses to trace into ``nn.LSTM``)."""
         previous = self.__dict__.get("_shared_gate_weights")
-        self.__dict__["_shared_gate_weights"] = []  # filled by the first step of the block
+        self.__dict__["_shared_gate_weights"] = self._fused_gate_weights()
         try:
             yield
         finally:
@@ -207,12 +209,7 @@ class CoordinateLSTMRule(UpdateRule):
     def _gate_weights(self) -> list[tuple[Tensor, Tensor | None]]:
         """:func:`kernels.gate_weights` of every layer, once per :meth:`shared_weights` block."""
         shared = self.__dict__.get("_shared_gate_weights")
-        if shared:
-            return shared
-        weights = self._fused_gate_weights()
-        if shared is not None:
-            shared.extend(weights)
-        return weights
+        return self._fused_gate_weights() if shared is None else shared
 
     def _fused_gate_weights(self) -> list[tuple[Tensor, Tensor | None]]:
         return [kernels.gate_weights(getattr(self.lstm, f"weight_ih_l{k}"), getattr(self.lstm, f"weight_hh_l{k}"),

@@ -85,6 +85,28 @@ def test_interrupted_training_resumes_to_identical_weights(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
+def test_compiled_segments_train_to_the_eager_weights_as_one_graph(tmp_path):
+    """``compile=True``: every segment of every batch runs one compiled graph (no graph
+    break, no recompilation for new instances of the same shape), to the same weights."""
+    torch._dynamo.reset()
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    trained = []
+    for compile in (False, True):
+        L.seed_everything(0, verbose=False)
+        model = MetaTrainer(rule="gomath", horizon=4, unroll=2, val_steps=2, compile=compile)
+        initial = copy.deepcopy(model.rule.state_dict())
+        _trainer(tmp_path, max_epochs=1, enable_checkpointing=False, limit_train_batches=2,
+                 limit_val_batches=0).fit(model, _data(batch_size=4))
+        trained.append(model.rule.state_dict())
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    assert counters["aot_autograd"]["total"] == 1  # forward and backward compiled once, run 4 times
+    for name, eager in trained[0].items():
+        torch.testing.assert_close(trained[1][name], eager, rtol=1e-4, atol=1e-6, msg=name)
+    assert any(not torch.equal(trained[1][k], v) for k, v in initial.items())  # it did train
+
+
 def test_training_seeds_are_reproducible_and_distinct():
     data = _data(steps_per_epoch=4)
     first = [b.A for b in data.train_dataloader()]
