@@ -162,14 +162,29 @@ def machine_rates(device: str, repeats: int) -> tuple[float, float, float]:
     return gemm, copy, sigmoid
 
 
+def products_seconds(rule: CoordinateLSTMRule, count: int, device: str, repeats: int) -> float:
+    """The network's matrix products alone for ``count`` coordinates: each of
+    ``rule.matmul_shapes()`` timed as one ``mm`` over the rows the step runs at once (a chunk
+    of ``LSTM_CHUNK_ROWS`` on the CPU, all of them on a GPU), scaled to ``count``: what the
+    products cost at their own skinny shapes, where the roofline assumes the 2048³ rate."""
+    rows = min(count, kernels.LSTM_CHUNK_ROWS) if device == "cpu" else count
+    seconds = 0.0
+    for k, n in rule.matmul_shapes():
+        inputs, weight = torch.randn(rows, k, device=device), torch.randn(n, k, device=device)
+        seconds += timed(lambda: torch.mm(inputs, weight.t()), device, max(repeats, 20))
+    return seconds * count / rows
+
+
 def step_overhead(args) -> Table:
     """``step()`` vs Adam, and for the LSTM rules against the roofline: the time the network's
     matrix-product FLOPs take at the measured GEMM rate, or the step's minimal traffic at
     the measured copy bandwidth, whichever is longer; and against the floor of the fused
     design, those FLOPs plus the LSTM's σ evaluations at the measured σ rate (both run on
-    the same vector units)."""
+    the same vector units); and against the products timed at their own shapes plus those σ
+    (:func:`products_seconds`)."""
     table = Table(["device", "params", "optimizer", "step ms", "range ms", "vs Adam", "GFLOP/s", "roofline ms",
-                   "step / roofline", "range / roofline", "GEMM + σ floor ms", "step / floor"])
+                   "step / roofline", "range / roofline", "GEMM + σ floor ms", "step / floor",
+                   "products at shapes ms", "step / (products + σ)"])
     learned = {name: zoo.load(name).rule for name in args.zoo if name in zoo.list()}
     for device in devices():
         gemm, bandwidth, sigmoid = machine_rates(device, args.repeats)
@@ -196,10 +211,14 @@ def step_overhead(args) -> Table:
                     if isinstance(rule, CoordinateLSTMRule):
                         flops = count * rule.matmul_flops_per_coordinate()
                         roofline = max(flops / gemm, traffic / bandwidth)
-                        floor = flops / gemm + count * rule.sigmoids_per_coordinate() / sigmoid
+                        sigmoids = count * rule.sigmoids_per_coordinate() / sigmoid
+                        floor = flops / gemm + sigmoids
+                        products = products_seconds(rule, count, device, args.repeats)
                         row.update({"GFLOP/s": flops / seconds / 1e9, "roofline ms": 1e3 * roofline,
                                     "step / roofline": seconds / roofline, "range / roofline": spread(runs, 1 / roofline),
-                                    "GEMM + σ floor ms": 1e3 * floor, "step / floor": seconds / floor})
+                                    "GEMM + σ floor ms": 1e3 * floor, "step / floor": seconds / floor,
+                                    "products at shapes ms": 1e3 * products,
+                                    "step / (products + σ)": seconds / (products + sigmoids)})
                     table.add(device=device, params=count, optimizer=name + label, **row)
                     print(table.to_markdown().splitlines()[-1], flush=True)
     return table

@@ -36,6 +36,9 @@ def test_every_benchmark_section_runs_and_reports_finite_ratios(tmp_path):
     step = json.loads((tmp_path / "step.json").read_text())["rows"]
     assert {row["optimizer"] for row in step} == {
         "torch.optim.Adam", "l2o.optim.AdamHD", "l2o.optim.ProxGD", "gomath-lasso-toy", "ntk-gd-qp"}
+    (lstm,) = [row for row in step if row["optimizer"] == "gomath-lasso-toy"]
+    for column in ("step / roofline", "step / floor", "products at shapes ms", "step / (products + σ)"):
+        assert math.isfinite(lstm[column]) and lstm[column] > 0, column
     amortized = json.loads((tmp_path / "amortized.json").read_text())["rows"]
     assert all(row["reached"] == 1.0 for row in amortized if not row["method"].startswith("cvxpy"))
     assert {(row["A"], row["instances"]) for row in amortized if not row["method"].startswith("cvxpy")} == {

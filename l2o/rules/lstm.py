@@ -108,6 +108,19 @@ class CoordinateLSTMRule(UpdateRule):
             flops += 2 * hidden * hidden
         return flops + 2 * hidden * heads
 
+    def matmul_shapes(self) -> list[tuple[int, int]]:
+        """``(K, N)`` of each matrix product the network runs, in order, as the kernels run
+        them: for R rows, ``(R, K) @ (K, N)``. The fused LSTM layers' ``K`` includes their bias
+        and alignment columns (:func:`~l2o.rules.kernels.gate_weights`), so these are the
+        executed products, not only the network's FLOPs (:meth:`matmul_flops_per_coordinate`).
+        ``scripts/benchmark.py`` times them at a chunk's rows: what the products cost at
+        their own skinny shapes, against the large-GEMM rate of the roofline."""
+        shapes = [(self.num_features, self.hidden_size)] if self.input is not None else []
+        shapes += [(weight.shape[1], weight.shape[0]) for weight, _ in self._fused_gate_weights()]
+        if not isinstance(self.hidden, nn.Identity):
+            shapes.append((self.hidden_size, self.hidden_size))
+        return shapes + [(self.hidden_size, len(self.heads))]
+
     def sigmoids_per_coordinate(self) -> int:
         """σ evaluations of the LSTM layers for one coordinate and one step: ``5 H`` per layer,
         4H for the gates and H for ``tanh(c') = 2σ(2c') − 1`` (:mod:`~l2o.rules.kernels`).

@@ -267,6 +267,32 @@ def test_matmul_flop_count_is_what_torch_counts(name, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["gomath", "mathl2o", "l2l", "rnnprop"])
+def test_matmul_shapes_are_the_products_the_network_runs(name):
+    """``matmul_shapes()`` lists the (K, N) of every ``mm``/``addmm`` of a forward over a batch
+    of rows, in order (the shapes ``scripts/benchmark.py`` times)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from l2o.rules import build_rule
+
+    products = []
+
+    class Products(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default):
+                left, right = args[-2:]
+                products.append((left.shape[0], *right.shape))
+            return func(*args, **(kwargs or {}))
+
+    rule = build_rule(name)
+    rows = 37
+    features = torch.randn(1, rows, rule.num_features)
+    h = c = torch.zeros(rule.num_layers, rows, rule.hidden_size)
+    with torch.no_grad(), Products():
+        rule.network(features, h, c)
+    assert products == [(rows, k, n) for k, n in rule.matmul_shapes()]
+
+
+@pytest.mark.parametrize("name", ["gomath", "mathl2o", "l2l", "rnnprop"])
 def test_sigmoid_count_is_what_the_lstm_layers_evaluate(name):
     """The σ evaluations per coordinate equal the elements that ``aten.sigmoid`` and
     ``aten.sigmoid_`` produce in the LSTM layers of a forward over a batch of rows."""
