@@ -6,7 +6,8 @@
    parameters, with l2o's classical AdamHD and ProxGD as the cost of the optimizer machinery
    without a network; for the LSTM rules also the achieved GFLOP/s of the network's matrix
    products and the ratio to the roofline (those FLOPs at the GEMM rate measured in the same
-   run, or the step's minimal memory traffic at the measured copy bandwidth);
+   run, or the step's minimal memory traffic at the measured copy bandwidth), the floor with
+   the LSTM's σ at the measured σ rate, and the network's products timed at their own shapes;
 3. amortized solving: time to reach a relative suboptimality on 256 and 1000 LASSO instances,
    float64 and float32 data, with a zoo optimizer (one batched call) vs batched FISTA and
    FISTA with restart, and cvxpy one instance at a time; on the paper's A (250×500) and on a
