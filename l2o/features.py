@@ -50,9 +50,23 @@ def gradient_features(
     Returns:
         ``features (B, n, 3)`` and the ``(B, 3)`` scales to keep.
     """
-    lower, upper = l1_subdifferential_bounds(x, l1)
-    raw = torch.stack([grad, lower, upper], dim=-1)
+    raw = raw_gradient_features(grad, x, l1)
     scales = first_value_scale(scales, torch.linalg.vector_norm(raw, dim=1))
     tiny = torch.finfo(raw.dtype).tiny
     return raw / scales.clamp_min(tiny)[:, None, :], scales
+
+
+def raw_gradient_features(grad: Tensor, x: Tensor, l1: Tensor) -> Tensor:
+    """``[∇f(x_k), lower, upper]`` before :func:`gradient_features`' scaling: ``(B, n, 3)``."""
+    lower, upper = l1_subdifferential_bounds(x, l1)
+    return torch.stack([grad, lower, upper], dim=-1)
+
+
+def gradient_feature_scales(grad: Tensor, x: Tensor, l1: Tensor, scales: Tensor, chunk: int) -> Tensor:
+    """:func:`gradient_features`' ``(B, 3)`` scales from ``grad``, ``x`` ``(B, n)`` taken ``chunk``
+    coordinates at a time (no full-size temporary): the norms of the chunks' features
+    combined as ``sqrt(Σ_chunks norm²)``, kept where ``scales`` are already set."""
+    norms = torch.stack([torch.linalg.vector_norm(raw_gradient_features(grad[:, k : k + chunk], x[:, k : k + chunk], l1), dim=1)
+                         for k in range(0, grad.shape[1], chunk)])
+    return first_value_scale(scales, torch.linalg.vector_norm(norms, dim=0))
 

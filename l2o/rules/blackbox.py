@@ -36,7 +36,7 @@ class L2LRule(CoordinateLSTMRule):
     ``state_init``: ``"randn"`` (official) or ``"zeros"``.
     """
 
-    coordinatewise_update = True
+    coordinatewise = True
 
     def __init__(self, hidden_size: int = 20, num_layers: int = 2, out_scale: float = 0.1,
                  grad_scale: float = 1.0, state_init: str = "randn") -> None:
@@ -63,7 +63,7 @@ class RNNpropRule(CoordinateLSTMRule):
     """RNNprop. Args: ``hidden_size``, ``num_layers``; ``lr``: the largest per-coordinate
     move per step (0.1); ``betas`` (0.95, 0.95); ``state_scale`` (0.01)."""
 
-    coordinatewise_update = True
+    coordinatewise = True
 
     eps = 1e-8
 

@@ -29,7 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from l2o.features import gradient_features
+from l2o.features import gradient_feature_scales, gradient_features
+from l2o.rules import kernels
 from l2o.rules.base import State, StepContext, step_size, validate_lr
 from l2o.rules.lstm import CoordinateLSTMRule
 from l2o.rules.squash import squash, squash_config, validate_squashes
@@ -62,7 +63,7 @@ class GoMathRule(CoordinateLSTMRule):
         state_init: ``"randn"`` (official) or ``"zeros"``.
     """
 
-    coordinatewise_update = True
+    coordinatewise = True
 
     def __init__(self, hidden_size: int = 20, num_layers: int = 2, lr: float | None = None,
                  r_norm: str = "sigmoid", q_norm: str = "sigmoid", b_norm: str = "sigmoid1",
@@ -91,6 +92,16 @@ class GoMathRule(CoordinateLSTMRule):
     def features(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         features, scale = gradient_features(grad, ctx.nonsmooth_point(x), ctx.l1, state["feature_scale"])
         return features, {"feature_scale": scale}
+
+    def instance_statistics(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> State:
+        """The feature scales over all coordinates, until the gradient's is set (k = 0). The l1
+        bounds' scales are set in the same pass (λ > 0: the bounds are ±λ, never zero) or stay 0
+        (λ = 0: the bounds are zero everywhere, and so is each chunk's norm)."""
+        scale = state["feature_scale"]
+        if bool((scale[:, 0] > 0).all()):  # a chunked step runs on the CPU: no device sync
+            return {}
+        scale = gradient_feature_scales(grad, ctx.nonsmooth_point(x), ctx.l1, scale, kernels.STEP_CHUNK_ROWS)
+        return {"feature_scale": scale}
 
     def update(
         self, x: Tensor, grad: Tensor, outputs: dict[str, Tensor], state: State, ctx: StepContext

@@ -22,8 +22,8 @@ are plain ``nn.LSTM`` weights); the step itself is :func:`~l2o.rules.kernels.sta
 tested), which on the CPU without autograd runs in chunks of ``LSTM_CHUNK_ROWS`` coordinates
 (a GPU takes them all at once), and whose elementwise parts go through ``torch.compile``
 after :meth:`CoordinateLSTMRule.compile_kernels`. A drop-in step of a large model whose
-rule has a coordinate-wise update (``coordinatewise_update``: GoMathL2O, Math-L2O, L2L,
-RNNprop) also runs the update in chunks of ``STEP_CHUNK_ROWS`` coordinates.
+rule has coordinate-wise features and update (``coordinatewise``: GoMathL2O, Math-L2O, L2L,
+RNNprop) also runs them in chunks of ``STEP_CHUNK_ROWS`` coordinates.
 """
 
 from __future__ import annotations
@@ -58,10 +58,11 @@ class CoordinateLSTMRule(UpdateRule):
         state_scale: standard deviation of the ``randn`` initial state.
     """
 
-    #: Whether :meth:`update` is elementwise per coordinate given ``ctx``'s per-instance scalars
-    #: (no reduction over coordinates): large drop-in steps then run chunk by chunk
-    #: (:meth:`_chunked_step`). A subclass whose update reduces (learned BFGS) keeps False.
-    coordinatewise_update: bool = False
+    #: Whether :meth:`features` and :meth:`update` are elementwise per coordinate, given ``ctx``'s
+    #: per-instance scalars and :meth:`instance_statistics` (no other reduction over
+    #: coordinates): large drop-in steps then run chunk by chunk (:meth:`_chunked_step`). A
+    #: subclass whose update reduces (learned BFGS) keeps False.
+    coordinatewise: bool = False
 
     def __init__(self, num_features: int, hidden_size: int = 20, num_layers: int = 2, *,
                  heads: tuple[str, ...], input_layer: bool = False, hidden_layer: bool = True,
@@ -142,6 +143,13 @@ class CoordinateLSTMRule(UpdateRule):
         """``(B, n, F)`` network inputs, and state updates they imply (e.g. scales)."""
         raise NotImplementedError
 
+    def instance_statistics(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> State:
+        """State entries that :meth:`features` would reduce over all of an instance's coordinates
+        (``(B, ·)``), computed over the whole ``x``, ``grad`` ``(B, n)`` before a chunked step,
+        so that each chunk's features see them in ``state`` (a ``coordinatewise`` rule's
+        features reduce nothing else). Default: none."""
+        return {}
+
     def update(
         self, x: Tensor, grad: Tensor, outputs: dict[str, Tensor], state: State, ctx: StepContext
     ) -> tuple[Tensor, State]:
@@ -175,23 +183,32 @@ class CoordinateLSTMRule(UpdateRule):
     def _network_inputs(self, features: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``features`` ``(B, n, F)`` as rows ``(B·n, F)``, and ``h``, ``c``, all in the network's
         dtype (e.g. a float32 zoo rule driving float64 parameters), after checking the shapes."""
-        batch, dim, width = features.shape
+        h, c = self._network_states(h, c, features.shape[0] * features.shape[1])
+        return self._rows(features), h, c
+
+    def _rows(self, features: Tensor) -> Tensor:
+        """``features`` ``(B, n, F)`` as rows ``(B·n, F)`` in the network's dtype."""
+        width = features.shape[-1]
         if width != self.num_features:
             raise ValueError(f"{type(self).__name__} expects {self.num_features} features, got {width}")
-        if h.shape[1] != batch * dim:
+        return features.reshape(-1, width).to(self.out.weight.dtype)
+
+    def _network_states(self, h: Tensor, c: Tensor, coordinates: int) -> tuple[Tensor, Tensor]:
+        """``h``, ``c`` in the network's dtype, after checking they are for ``coordinates`` rows."""
+        if h.shape[1] != coordinates:
             raise ValueError(
-                f"rule state is for {h.shape[1]} coordinates but x has {batch * dim}; "
+                f"rule state is for {h.shape[1]} coordinates but x has {coordinates}; "
                 "was the state created for other parameters?"
             )
         dtype = self.out.weight.dtype
-        return features.reshape(batch * dim, width).to(dtype), h.to(dtype), c.to(dtype)
+        return h.to(dtype), c.to(dtype)
 
     @staticmethod
-    def _chunked(features: Tensor) -> bool:
+    def _chunked(like: Tensor) -> bool:
         """Whether the network runs in chunks of rows: on the CPU, without autograd, for more
-        than ``kernels.LSTM_CHUNK_ROWS`` coordinates (``features``: ``(B, n, F)``)."""
-        rows = features.shape[0] * features.shape[1]
-        return not torch.is_grad_enabled() and rows > kernels.LSTM_CHUNK_ROWS and features.device.type == "cpu"
+        than ``kernels.LSTM_CHUNK_ROWS`` coordinates (``like``: ``(B, n, ...)``)."""
+        rows = like.shape[0] * like.shape[1]
+        return not torch.is_grad_enabled() and rows > kernels.LSTM_CHUNK_ROWS and like.device.type == "cpu"
 
     @staticmethod
     def _chunks(rows: int, size: int | None = None) -> list[slice]:
@@ -231,12 +248,13 @@ class CoordinateLSTMRule(UpdateRule):
 
     def _network_into(self, inputs: Tensor, h: Tensor, c: Tensor, weights: list[tuple[Tensor, Tensor | None]],
                       out: tuple[Tensor, Tensor], coordinates: slice) -> Tensor:
-        """Raw outputs ``(R, K)`` of the rows ``coordinates`` of ``inputs`` ``(N, F)``, in chunks of
-        ``kernels.LSTM_CHUNK_ROWS``, with their new ``h``, ``c`` written into those rows of ``out``."""
+        """Raw outputs ``(R, K)`` of the rows ``coordinates`` of the state, whose inputs are
+        ``inputs`` ``(R, F)``, in chunks of ``kernels.LSTM_CHUNK_ROWS``, with their new ``h``,
+        ``c`` written into those rows of ``out``."""
         raw = inputs.new_empty(coordinates.stop - coordinates.start, len(self.heads))
         for rows in self._chunks(coordinates.stop - coordinates.start):
             part = slice(coordinates.start + rows.start, coordinates.start + rows.stop)
-            raw[rows] = self._network_rows(inputs[part], h[:, part], c[:, part], weights,
+            raw[rows] = self._network_rows(inputs[rows], h[:, part], c[:, part], weights,
                                            out=(out[0][:, part], out[1][:, part]))[0]
         return raw
 
@@ -250,45 +268,53 @@ class CoordinateLSTMRule(UpdateRule):
         return self.out(self.hidden(out)), h, c
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
+        if (self.coordinatewise and x.shape[0] == 1 and self._chunked(x)
+                and (ctx.shift is None or ctx.shift.shape[-1] == 1)):
+            return self._chunked_step(x, grad, state, ctx)
         features, feature_state = self.features(x, grad, state, ctx)
         features, state = features.to(x.dtype), {**state, **feature_state}
-        if (self.coordinatewise_update and x.shape[0] == 1 and self._chunked(features)
-                and (ctx.shift is None or ctx.shift.shape[-1] == 1)):
-            return self._chunked_step(x, grad, features, state, ctx)
         raw, h, c = self.network(features, state["h"], state["c"], ctx)
         outputs = {name: raw[..., i] for i, name in enumerate(self.heads)}
         x_next, rule_state = self.update(x, grad, outputs, state, ctx)
         return x_next, {**state, **rule_state, "h": h, "c": c}
 
-    def _chunked_step(self, x: Tensor, grad: Tensor, features: Tensor, state: State,
-                      ctx: StepContext) -> tuple[Tensor, State]:
+    def _chunked_step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         """:meth:`step` of one large model (``x``: ``(1, N)``) on the CPU without autograd: the
-        coordinate-wise :meth:`update` in chunks of ``kernels.STEP_CHUNK_ROWS`` coordinates
-        (the network in chunks of ``kernels.LSTM_CHUNK_ROWS`` within each), so every
-        temporary of the update is a chunk's (in cache, and no fresh pages for each of them
-        at 10M parameters) and the results go straight into the step's outputs. Equal to the
-        whole-vector step (every operation is elementwise per coordinate, given ``ctx``'s
-        ``(1, 1)`` scalars). Every tensor the update returns must be a coordinate's (``(1, n)``).
+        coordinate-wise :meth:`features` and :meth:`update` in chunks of
+        ``kernels.STEP_CHUNK_ROWS`` coordinates (the network in chunks of
+        ``kernels.LSTM_CHUNK_ROWS`` within each), after :meth:`instance_statistics` over the
+        whole vectors, so every temporary is a chunk's (in cache, and no fresh pages for each
+        of them at 10M parameters) and the results go straight into the step's outputs. Equal
+        to the whole-vector step (every operation is elementwise per coordinate, given
+        ``ctx``'s ``(1, 1)`` scalars and the statistics). Every tensor the update returns must be
+        a coordinate's (``(1, n)``); the features' other state is per instance, the same for
+        every chunk.
         """
-        inputs, h, c = self._network_inputs(features, state["h"], state["c"])
+        state = {**state, **self.instance_statistics(x, grad, state, ctx)}
+        h, c = self._network_states(state["h"], state["c"], x.shape[1])
         weights = self._gate_weights()
         h_next, c_next = self._next_states(h, c, ctx)
-        x_next: Tensor | None = None
-        rule_state: State = {}
+        x_next = self._output_like(x, ctx)
+        coordinate_state: State = {}
+        instance_state: State = {}
         for part in self._chunks(x.shape[1], kernels.STEP_CHUNK_ROWS):
-            raw = self._network_into(inputs, h, c, weights, (h_next, c_next), part).to(x.dtype)
-            outputs = {name: raw[None, :, i] for i, name in enumerate(self.heads)}
             chunk_state = {k: v[:, part] if torch.is_tensor(v) and v.shape == x.shape else v for k, v in state.items()}
-            x_part, state_part = self.update(x[:, part], grad[:, part], outputs, chunk_state, ctx)
-            if x_next is None:
-                x_next = self._output_like(x, ctx)
-                for name, value in state_part.items():
-                    if not (torch.is_tensor(value) and value.shape == x_part.shape):
-                        raise TypeError(f"{type(self).__name__}.update returned {name!r} of another shape than "
-                                        "its coordinates; the chunked step needs coordinate-wise state")
-                    rule_state[name] = self._output_like(x if value.dtype == x.dtype else
-                                                         torch.empty_like(x, dtype=value.dtype), ctx)
+            features, feature_state = self.features(x[:, part], grad[:, part], chunk_state, ctx)
+            raw = self._network_into(self._rows(features.to(x.dtype)), h, c, weights, (h_next, c_next), part)
+            outputs = {name: raw[None, :, i].to(x.dtype) for i, name in enumerate(self.heads)}
+            chunk_state = {**chunk_state, **feature_state}
+            x_part, update_state = self.update(x[:, part], grad[:, part], outputs, chunk_state, ctx)
+            for name, value in update_state.items():
+                if not (torch.is_tensor(value) and value.shape == x_part.shape):
+                    raise TypeError(f"{type(self).__name__}.update returned {name!r} of another shape than "
+                                    "its coordinates; the chunked step needs coordinate-wise state")
             x_next[:, part] = x_part
-            for name, value in state_part.items():
-                rule_state[name][:, part] = value
-        return x_next, {**state, **rule_state, "h": h_next, "c": c_next}
+            for name, value in {**feature_state, **update_state}.items():
+                if not (torch.is_tensor(value) and value.shape == x_part.shape):
+                    instance_state[name] = value
+                    continue
+                if name not in coordinate_state:
+                    coordinate_state[name] = self._output_like(x if value.dtype == x.dtype else
+                                                               torch.empty_like(x, dtype=value.dtype), ctx)
+                coordinate_state[name][:, part] = value
+        return x_next, {**state, **instance_state, **coordinate_state, "h": h_next, "c": c_next}

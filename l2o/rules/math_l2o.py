@@ -44,7 +44,7 @@ class MathL2ORule(CoordinateLSTMRule):
         state_init: ``"randn"`` (official) or ``"zeros"``.
     """
 
-    coordinatewise_update = True
+    coordinatewise = True
 
     def __init__(self, hidden_size: int = 20, num_layers: int = 2, lr: float | None = None,
                  extrapolation: bool = True, p_norm: str = "sigmoid", p_scale: float = 1.0,

@@ -177,16 +177,19 @@ CHUNKED_RULES = {
 }
 
 
+@pytest.mark.parametrize("l1", [0.1, 0.0])
 @pytest.mark.parametrize("name", sorted(CHUNKED_RULES))
-def test_lstm_rule_chunked_deployment_path_equals_the_whole_batch(monkeypatch, name):
-    """Three steps of a 50-coordinate model, whole and in chunks: updates of 20 coordinates
-    (the last one partial), each with network chunks of 7 rows (again with a partial one)."""
+def test_lstm_rule_chunked_deployment_path_equals_the_whole_batch(monkeypatch, name, l1):
+    """Three steps of a 50-coordinate model, whole and in chunks: features and updates of 20
+    coordinates (the last one partial), each with network chunks of 7 rows (again with a
+    partial one); GoMathL2O's feature scales from the chunks' norms at k = 0 (and, at λ = 0,
+    its l1 bounds' zero scales left alone)."""
     torch.manual_seed(0)
     rule = CHUNKED_RULES[name]().double()
     for parameter in rule.out.parameters():  # learned BFGS starts at zero outputs
         torch.nn.init.normal_(parameter, std=0.5)
     x = torch.randn(1, 50, dtype=torch.float64)
-    ctx = StepContext.constant(x, l1=0.1, lipschitz=2.0)
+    ctx = StepContext.constant(x, l1=l1, lipschitz=2.0)
     initial = rule.init_state(x, ctx)  # a random draw: the same one for both runs
 
     def run(chunk_rows):
