@@ -164,6 +164,29 @@ class FusedLSTMLayer(torch.autograd.Function):
         return dz @ weight, dc, dz.t() @ xh, dz.sum(0) if ctx.has_bias else None, None
 
 
+def layer_rows(inputs: Tensor, h: Tensor, width: int) -> Tensor:
+    """A layer's input rows ``[x | h]``, or ``[x | h | 1 | 0 …]`` up to ``width`` columns (the
+    bias column of :func:`gate_weights`): ``(R, F), (R, H) -> (R, width)``. Without autograd
+    the parts are copied into one new tensor's columns (for a chunk of 16,384 rows with
+    F = 3, 34 µs against 95 µs for ``torch.cat``, which copies narrow parts row by row)."""
+    features, hidden = inputs.shape[1], h.shape[1]
+    padding = width - features - hidden
+    if torch.is_grad_enabled():  # one differentiable concatenation
+        parts = [inputs, h]
+        if padding:
+            ones = inputs.new_zeros(inputs.shape[0], padding)
+            ones[:, 0] = 1.0
+            parts.append(ones)
+        return torch.cat(parts, dim=1)
+    rows = inputs.new_empty(inputs.shape[0], width)
+    rows[:, :features].copy_(inputs)
+    rows[:, features : features + hidden].copy_(h)
+    if padding:
+        rows[:, features + hidden :].zero_()
+        rows[:, features + hidden].fill_(1.0)
+    return rows
+
+
 def stacked_lstm(
     inputs: Tensor, h: Tensor, c: Tensor, weights: Sequence[tuple[Tensor, Tensor | None]], compiled: bool = False,
     out: tuple[Tensor, Tensor] | None = None,
@@ -182,13 +205,7 @@ def stacked_lstm(
     hs, cs = [], []
     layer_input = inputs
     for layer, ((weight, bias), h_layer, c_layer) in enumerate(zip(weights, h, c)):
-        parts = [layer_input, h_layer]
-        padding = weight.shape[1] - layer_input.shape[1] - h_layer.shape[1]
-        if padding:  # the bias column (ones), then zeros
-            ones = layer_input.new_zeros(layer_input.shape[0], padding)
-            ones[:, 0] = 1.0
-            parts.append(ones)
-        xh = torch.cat(parts, dim=1)
+        xh = layer_rows(layer_input, h_layer, weight.shape[1])
         if out is not None and not torch.is_grad_enabled() and not compiled:  # straight into the caller's rows
             layer_input, c_next = out[0][layer], out[1][layer]
             cell_forward_into(gate_preactivations(xh, weight, bias), c_layer, layer_input, c_next)

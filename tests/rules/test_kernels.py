@@ -177,6 +177,17 @@ CHUNKED_RULES = {
 }
 
 
+@pytest.mark.parametrize("width", [23, 24, 32])
+def test_layer_rows_without_autograd_equal_the_differentiable_concatenation(width):
+    inputs, h = torch.randn(37, 3), torch.randn(37, 20)
+    concatenated = kernels.layer_rows(inputs, h, width)
+    with torch.no_grad():
+        copied = kernels.layer_rows(inputs, h, width)
+    torch.testing.assert_close(copied, concatenated, rtol=0, atol=0)
+    if width > 23:  # the bias column of ones, then zeros
+        assert concatenated[:, 23].eq(1).all() and concatenated[:, 24:].eq(0).all()
+
+
 @pytest.mark.parametrize("l1", [0.1, 0.0])
 @pytest.mark.parametrize("name", sorted(CHUNKED_RULES))
 def test_lstm_rule_chunked_deployment_path_equals_the_whole_batch(monkeypatch, name, l1):
