@@ -97,7 +97,6 @@ class MetaTrainer(LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.rule = build_rule(rule, **(rule_config or {}))
-        self.segment = torch.compile(self.unrolled_objectives, dynamic=False) if compile else self.unrolled_objectives
         self.meta_loss = META_LOSSES[meta_loss]
         self.val_checkpoints = sorted(k for k in (val_checkpoints or [10, 50, val_steps]) if k <= val_steps)
 
@@ -123,7 +122,7 @@ class MetaTrainer(LightningModule):
         losses = []
         for start in range(0, hp.horizon, hp.unroll):
             with rule.shared_weights():  # the weights change only at the segment's end
-                values, x, state = self.segment(rule, instances, x, state, ctx)
+                values, x, state = self.segment()(rule, instances, x, state, ctx)
             steps = torch.arange(start + 1, start + hp.unroll + 1, device=x.device)
             loss = self.meta_loss(values, steps, optimum, hp.horizon)
             if hp.batch_reduction == "sum":
@@ -144,6 +143,20 @@ class MetaTrainer(LightningModule):
         mean_loss = torch.stack(losses).mean()
         self.log("train/meta_loss", mean_loss, prog_bar=True, on_step=True)
         return mean_loss
+
+    def segment(self):
+        """What runs a training segment: :meth:`unrolled_objectives`, or with ``compile=True`` its
+        ``torch.compile`` (made on first use, and not part of copies or pickles)."""
+        if not self.hparams.compile:
+            return self.unrolled_objectives
+        if "_compiled_segment" not in self.__dict__:
+            self.__dict__["_compiled_segment"] = torch.compile(self.unrolled_objectives, dynamic=False)
+        return self.__dict__["_compiled_segment"]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state.pop("_compiled_segment", None)
+        return state
 
     def unrolled_objectives(self, rule, instances: Instances, x: Tensor, state: dict[str, Tensor],
                             ctx: StepContext) -> tuple[Tensor, Tensor, dict[str, Tensor]]:

@@ -4,6 +4,7 @@ streams distinct reproducible seeds, and validates its arguments."""
 from __future__ import annotations
 
 import copy
+import pickle
 
 import lightning as L
 import pytest
@@ -105,6 +106,8 @@ def test_compiled_segments_train_to_the_eager_weights_as_one_graph(tmp_path):
     for name, eager in trained[0].items():
         torch.testing.assert_close(trained[1][name], eager, rtol=1e-4, atol=1e-6, msg=name)
     assert any(not torch.equal(trained[1][k], v) for k, v in initial.items())  # it did train
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):  # the compiled function stays behind
+        assert clone.segment() is not model.segment()
 
 
 def test_training_seeds_are_reproducible_and_distinct():
