@@ -66,7 +66,9 @@ def gradient_feature_scales(grad: Tensor, x: Tensor, l1: Tensor, scales: Tensor,
     """:func:`gradient_features`' ``(B, 3)`` scales from ``grad``, ``x`` ``(B, n)`` taken ``chunk``
     coordinates at a time (no full-size temporary): the norms of the chunks' features
     combined as ``sqrt(Σ_chunks norm²)``, kept where ``scales`` are already set."""
-    norms = torch.stack([torch.linalg.vector_norm(raw_gradient_features(grad[:, k : k + chunk], x[:, k : k + chunk], l1), dim=1)
-                         for k in range(0, grad.shape[1], chunk)])
+    norms = torch.stack([
+        torch.linalg.vector_norm(raw_gradient_features(grad[:, k : k + chunk], x[:, k : k + chunk], l1), dim=1)
+        for k in range(0, grad.shape[1], chunk)
+    ])
     return first_value_scale(scales, torch.linalg.vector_norm(norms, dim=0))
 

@@ -300,17 +300,17 @@ class CoordinateLSTMRule(UpdateRule):
         for part in self._chunks(x.shape[1], kernels.STEP_CHUNK_ROWS):
             chunk_state = {k: v[:, part] if torch.is_tensor(v) and v.shape == x.shape else v for k, v in state.items()}
             features, feature_state = self.features(x[:, part], grad[:, part], chunk_state, ctx)
-            raw = self._network_into(self._rows(features.to(x.dtype)), h, c, weights, (h_next, c_next), part)
-            outputs = {name: raw[None, :, i].to(x.dtype) for i, name in enumerate(self.heads)}
+            inputs = self._rows(features.to(x.dtype))
+            raw = self._network_into(inputs, h, c, weights, (h_next, c_next), part).to(x.dtype)
+            outputs = {name: raw[None, :, i] for i, name in enumerate(self.heads)}
             chunk_state = {**chunk_state, **feature_state}
             x_part, update_state = self.update(x[:, part], grad[:, part], outputs, chunk_state, ctx)
-            for name, value in update_state.items():
-                if not (torch.is_tensor(value) and value.shape == x_part.shape):
-                    raise TypeError(f"{type(self).__name__}.update returned {name!r} of another shape than "
-                                    "its coordinates; the chunked step needs coordinate-wise state")
             x_next[:, part] = x_part
             for name, value in {**feature_state, **update_state}.items():
                 if not (torch.is_tensor(value) and value.shape == x_part.shape):
+                    if name in update_state:
+                        raise TypeError(f"{type(self).__name__}.update returned {name!r} of another shape than "
+                                        "its coordinates; the chunked step needs coordinate-wise state")
                     instance_state[name] = value
                     continue
                 if name not in coordinate_state:
