@@ -204,7 +204,11 @@ def stacked_lstm(
     """
     hs, cs = [], []
     layer_input = inputs
-    for layer, ((weight, bias), h_layer, c_layer) in enumerate(zip(weights, h, c)):
+    # unbind, not indexing: autograd's backward of per-layer selects sums one zero-filled
+    # (L, R, H) gradient per layer, which Inductor evaluates as masked blends computing every
+    # layer's gradient for every layer; unbind's backward is one stack (11% of a compiled
+    # training batch at the toy LASSO size, 6% at the paper's).
+    for layer, ((weight, bias), h_layer, c_layer) in enumerate(zip(weights, h.unbind(0), c.unbind(0))):
         xh = layer_rows(layer_input, h_layer, weight.shape[1])
         if out is not None and not torch.is_grad_enabled() and not compiled:  # straight into the caller's rows
             layer_input, c_next = out[0][layer], out[1][layer]
