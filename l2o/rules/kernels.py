@@ -115,6 +115,18 @@ def gate_preactivations(xh: Tensor, weight: Tensor, bias: Tensor | None) -> Tens
     return torch.mm(xh, weight.t()) if bias is None else torch.addmm(bias, xh, weight.t())
 
 
+def output_affine(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``x Wᵀ + b`` for an output layer of a few units (the heads): ``(R, K), (N, K), (N,) ->
+    (R, N)``, as ``nn.Linear`` computes it. Under ``torch.compile`` a broadcast product and a
+    sum over K, which Inductor fuses with ``x``'s producer and the heads' consumers: a GEMM
+    with N = 3 runs at a quarter of the GEMM rate, and this saves 4% of a compiled training
+    batch at the toy LASSO size (1.5% at the paper's). Eagerly ``F.linear``."""
+    if not torch.compiler.is_compiling():
+        return torch.nn.functional.linear(x, weight, bias)
+    out = (x[:, None, :] * weight).sum(-1)
+    return out if bias is None else out + bias
+
+
 @functools.cache
 def compiled_cells() -> tuple[Callable, Callable]:
     """:func:`cell_forward` and :func:`cell_backward` through ``torch.compile`` (once per process

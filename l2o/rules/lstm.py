@@ -265,7 +265,7 @@ class CoordinateLSTMRule(UpdateRule):
         if self.input is not None:
             inputs = self.input(inputs)
         out, h, c = kernels.stacked_lstm(inputs, h, c, weights, self.compiled, out)
-        return self.out(self.hidden(out)), h, c
+        return kernels.output_affine(self.hidden(out), self.out.weight, self.out.bias), h, c
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         if (self.coordinatewise and x.shape[0] == 1 and self._chunked(x)

@@ -128,6 +128,24 @@ def test_tanh_by_sigmoid_is_tanh_to_rounding():
     torch.testing.assert_close(tanh_by_sigmoid(x.float()), torch.tanh(x.float()), rtol=0, atol=3e-7)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_output_affine_equals_linear_in_value_and_gradient_eager_and_compiled(bias):
+    """The heads' output layer: ``F.linear`` eagerly, a product and a sum when traced."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(20, 3, bias=bias).double()
+    x = torch.randn(37, 20, dtype=torch.float64, requires_grad=True)
+
+    def value_and_gradients(function):
+        out = function(x, layer.weight, layer.bias)
+        weights = torch.randn_like(out, generator=torch.Generator().manual_seed(1))
+        return (out, *torch.autograd.grad((out * weights).sum(), [x, *layer.parameters()]))
+
+    expected = value_and_gradients(lambda x, w, b: layer(x))
+    for function in (kernels.output_affine, torch.compile(kernels.output_affine, fullgraph=True, dynamic=False)):
+        for got, want in zip(value_and_gradients(function), expected):
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
 def test_compiled_fused_lstm_equals_torch_lstm():
     pytest.importorskip("torch._inductor")
     fused, reference = lstm_and_fused(40, 3, 20, 2, torch.float32, compiled=True)
