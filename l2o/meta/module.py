@@ -136,11 +136,13 @@ class MetaTrainer(LightningModule):
             if bool(torch.isfinite(norm)):
                 optimizer.step()
             scheduler.step()
-            self.log("train/grad_norm", norm, on_step=True)
             x = x.detach()
             state = {k: v.detach() for k, v in state.items()}
             losses.append(loss.detach())
         mean_loss = torch.stack(losses).mean()
+        # Once per batch (a self.log call costs about 0.6 ms, 2% of a compiled toy batch when
+        # made per segment): the last segment's norm, the value Lightning kept from per-segment calls.
+        self.log("train/grad_norm", norm, on_step=True)
         self.log("train/meta_loss", mean_loss, prog_bar=True, on_step=True)
         return mean_loss
 

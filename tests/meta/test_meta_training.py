@@ -183,6 +183,30 @@ def test_short_meta_training_of_bfgs_step_sizes_beats_armijo_line_search(tmp_pat
     assert learned < 0.85 * armijo, (learned, armijo)
 
 
+def test_the_logged_grad_norm_is_the_last_segments(tmp_path, monkeypatch):
+    """``train/grad_norm`` is logged once per batch: the last segment's pre-clip norm."""
+    norms = []
+
+    def recording_clip(parameters, max_norm):
+        norms.append(float(clip_grad_norm(parameters, max_norm)))
+        return torch.tensor(norms[-1])
+
+    clip_grad_norm = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    logged = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            logged.append(float(trainer.callback_metrics["train/grad_norm"]))
+
+    L.seed_everything(0, verbose=False)
+    model = MetaTrainer(rule="gomath", horizon=30, unroll=10, val_steps=10)
+    _trainer(tmp_path, max_epochs=1, enable_checkpointing=False, limit_train_batches=2,
+             limit_val_batches=0, callbacks=[Record()]).fit(model, _data())
+    assert len(norms) == 6 and len(set(norms)) == 6
+    assert logged == [norms[2], norms[5]]
+
+
 def test_official_ntk_protocol_options(tmp_path):
     """A fixed batch, a summed loss and SGD (the official NTK-GD protocol) train, and the
     summed loss's meta-gradient is B × the mean's."""
