@@ -150,11 +150,16 @@ def tensor_bytes(value: object) -> int:
 
 
 def machine_rates(device: str, repeats: int) -> tuple[float, float, float]:
-    """The machine's achievable rates, measured now: float32 GEMM FLOP/s (a 2048³ ``mm``), copy
-    bandwidth in bytes/s (a 256 MB ``copy_``, read + write) and σ evaluations per second
-    (``sigmoid_`` in place on one chunk's float32 gates, ``(LSTM_CHUNK_ROWS, 80)``: in cache)."""
+    """The machine's achievable rates, measured now: float32 GEMM FLOP/s (a 2048³ product, the
+    faster of torch's ``mm`` and, on a CPU with it, oneDNN's matmul: on AMD Zen, MKL's ``sgemm``
+    takes its AVX2 path and oneDNN runs about twice its rate), copy bandwidth in bytes/s (a
+    256 MB ``copy_``, read + write) and σ evaluations per second (``sigmoid_`` in place on one
+    chunk's float32 gates, ``(LSTM_CHUNK_ROWS, 80)``: in cache)."""
     a, b = (torch.randn(2048, 2048, device=device) for _ in range(2))
     gemm = 2 * 2048**3 / timed(lambda: a @ b, device, max(repeats, 5))
+    with torch.no_grad():
+        if kernels.onednn_applies(a):
+            gemm = max(gemm, 2 * 2048**3 / timed(lambda: kernels.dense(a, b, None), device, max(repeats, 5)))
     source = torch.randn(1 << 26, device=device)
     target = torch.empty_like(source)
     copy = 2 * source.nbytes / timed(lambda: target.copy_(source), device, max(repeats, 5))
@@ -165,14 +170,16 @@ def machine_rates(device: str, repeats: int) -> tuple[float, float, float]:
 
 def products_seconds(rule: CoordinateLSTMRule, count: int, device: str, repeats: int) -> float:
     """The network's matrix products alone for ``count`` coordinates: each of
-    ``rule.matmul_shapes()`` timed as one ``mm`` over the rows the step runs at once (a chunk
-    of ``LSTM_CHUNK_ROWS`` on the CPU, all of them on a GPU), scaled to ``count``: what the
+    ``rule.matmul_shapes()`` timed as one product over the rows the step runs at once (a chunk
+    of ``LSTM_CHUNK_ROWS`` on the CPU, all of them on a GPU), as the step runs it
+    (``kernels.dense``: oneDNN on a CPU, ``mm`` elsewhere), scaled to ``count``: what the
     products cost at their own skinny shapes, where the roofline assumes the 2048³ rate."""
     rows = min(count, kernels.LSTM_CHUNK_ROWS) if device == "cpu" else count
     seconds = 0.0
-    for k, n in rule.matmul_shapes():
-        inputs, weight = torch.randn(rows, k, device=device), torch.randn(n, k, device=device)
-        seconds += timed(lambda: torch.mm(inputs, weight.t()), device, max(repeats, 20))
+    with torch.no_grad():
+        for k, n in rule.matmul_shapes():
+            inputs, weight = torch.randn(rows, k, device=device), torch.randn(n, k, device=device)
+            seconds += timed(lambda: kernels.dense(inputs, weight, None), device, max(repeats, 20))
     return seconds * count / rows
 
 
@@ -189,7 +196,7 @@ def step_overhead(args) -> Table:
     learned = {name: zoo.load(name).rule for name in args.zoo if name in zoo.list()}
     for device in devices():
         gemm, bandwidth, sigmoid = machine_rates(device, args.repeats)
-        print(f"{device}: GEMM {gemm / 1e9:.0f} GFLOP/s (2048³ float32 mm), copy {bandwidth / 1e9:.1f} GB/s, "
+        print(f"{device}: GEMM {gemm / 1e9:.0f} GFLOP/s (2048³ float32, the faster of mm and oneDNN), copy {bandwidth / 1e9:.1f} GB/s, "
               f"σ {sigmoid / 1e9:.2f} G/s (in cache)", flush=True)
         for size in args.sizes:
             runs, count, _ = step_time(lambda p: torch.optim.Adam(p, lr=1e-3), size, device, args.repeats)

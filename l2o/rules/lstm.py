@@ -265,7 +265,11 @@ class CoordinateLSTMRule(UpdateRule):
         if self.input is not None:
             inputs = self.input(inputs)
         out, h, c = kernels.stacked_lstm(inputs, h, c, weights, self.compiled, out)
-        return kernels.output_affine(self.hidden(out), self.out.weight, self.out.bias), h, c
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return kernels.output_affine(self.hidden(out), self.out.weight, self.out.bias), h, c
+        if not isinstance(self.hidden, nn.Identity):
+            out = kernels.dense(out, self.hidden[0].weight, self.hidden[0].bias, "relu")
+        return kernels.dense(out, self.out.weight, self.out.bias), h, c
 
     def step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         if (self.coordinatewise and x.shape[0] == 1 and self._chunked(x)

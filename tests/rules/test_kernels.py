@@ -293,8 +293,8 @@ def test_matmul_flop_count_is_what_torch_counts(name, monkeypatch):
     rows = 37
     features = torch.randn(1, rows, rule.num_features)
     h = c = torch.zeros(rule.num_layers, rows, rule.hidden_size)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        rule.network(features, h, c)
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False), FlopCounterMode(display=False) as counter:
+        rule.network(features, h, c)  # torch's products (FlopCounterMode does not count oneDNN's)
     assert counter.get_total_flops() == rows * rule.matmul_flops_per_coordinate()
 
 
@@ -313,6 +313,9 @@ def test_matmul_shapes_are_the_products_the_network_runs(name):
             if func in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default):
                 left, right = args[-2:]
                 products.append((left.shape[0], *right.shape))
+            elif func is torch.ops.mkldnn._linear_pointwise.default:  # kernels.dense: x, W (N, K)
+                left, weight = args[:2]
+                products.append((left.shape[0], weight.shape[1], weight.shape[0]))
             return func(*args, **(kwargs or {}))
 
     rule = build_rule(name)
@@ -347,24 +350,49 @@ def test_sigmoid_count_is_what_the_lstm_layers_evaluate(name):
     inputs = torch.randn(rows, rule.num_features)
     inputs = rule.input(inputs) if rule.input is not None else inputs
     h = c = torch.zeros(rule.num_layers, rows, rule.hidden_size)
-    with torch.no_grad(), SigmoidElements():
-        stacked_lstm(inputs, h, c, weights)
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False), SigmoidElements():
+        stacked_lstm(inputs, h, c, weights)  # torch's σ (oneDNN evaluates the gates' in its epilogue)
     assert SigmoidElements.count == rows * rule.sigmoids_per_coordinate()
 
 
-@pytest.mark.parametrize("compiled", [False, True])
-def test_stacked_lstm_writes_into_given_rows_exactly_as_it_returns_them(compiled):
+@pytest.mark.parametrize("compiled, onednn", [(False, False), (True, False), (False, True)])
+def test_stacked_lstm_writes_into_given_rows_as_it_returns_them(compiled, onednn):
+    """Exactly, with torch's products and with oneDNN's."""
     if compiled:
         pytest.importorskip("torch._inductor")
+    if onednn and not torch.backends.mkldnn.is_available():
+        pytest.skip("torch built without oneDNN")
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(3, 20, 2)
     weights = [gate_weights(getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}"),
                             getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")) for k in range(2)]
     inputs, h, c = torch.randn(30, 3), torch.randn(2, 30, 20), torch.randn(2, 30, 20)
-    with torch.no_grad():
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=onednn):
         expected = stacked_lstm(inputs, h, c, weights, compiled)
         out = (torch.full((2, 30, 20), float("nan")), torch.full((2, 30, 20), float("nan")))
         got = stacked_lstm(inputs, h, c, weights, compiled, out=out)
     assert got[1] is out[0] and got[2] is out[1]
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("activation", ["none", "relu", "sigmoid"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_dense_equals_the_product_and_activation(activation, bias):
+    """oneDNN's fused product and epilogue (float32 CPU, no autograd) against torch's ops, and
+    the float64 fallback exactly."""
+    torch.manual_seed(0)
+    x, weight = torch.randn(300, 24), torch.randn(80, 24)
+    b = torch.randn(80) if bias else None
+    reference = {"none": lambda z: z, "relu": torch.relu, "sigmoid": torch.sigmoid}[activation]
+    with torch.no_grad():
+        expected = reference(torch.nn.functional.linear(x.double(), weight.double(), None if b is None else b.double()))
+        assert kernels.onednn_applies(x) == torch.backends.mkldnn.is_available()
+        torch.testing.assert_close(kernels.dense(x, weight, b, activation).double(), expected, rtol=1e-5, atol=1e-5)
+        assert not kernels.onednn_applies(x.double())
+        torch.testing.assert_close(
+            kernels.dense(x.double(), weight.double(), None if b is None else b.double(), activation),
+            expected, rtol=1e-12, atol=1e-12)
+        with torch.backends.mkldnn.flags(enabled=False):
+            assert not kernels.onednn_applies(x)
+    assert not kernels.onednn_applies(x)  # autograd: torch's ops
