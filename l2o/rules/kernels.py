@@ -33,13 +33,13 @@ STEP_CHUNK_ROWS = 1 << 18
 def tanh_by_sigmoid(x: Tensor, out: Tensor | None = None) -> Tensor:
     """``tanh(x) = 2σ(2x) − 1``, a new tensor (or written into ``out``). On CPUs torch's
     vectorized ``tanh`` costs several times its ``sigmoid`` (9× for 1.3M float32 on a 2-core
-    AVX2 EPYC, torch 2.13), and the identity is exact up to rounding (absolute error
+    AMD EPYC (Zen 5), torch 2.13), and the identity is exact up to rounding (absolute error
     ≤ 2 ulp(1))."""
     return torch.mul(x, 2, out=out).sigmoid_().mul_(2).sub_(1)
 
 
 #: The fused layer's matrix products run fastest when their inner dimension is a multiple of
-#: this (8 float32 = one AVX2 register; measured 1.3-1.8x faster at 24 than at 23).
+#: this (8 float32 = one 256-bit register; measured 1.3-1.8x faster at 24 than at 23).
 ALIGNMENT = 8
 
 
