@@ -313,7 +313,7 @@ def test_matmul_shapes_are_the_products_the_network_runs(name):
             if func in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default):
                 left, right = args[-2:]
                 products.append((left.shape[0], *right.shape))
-            elif func is torch.ops.mkldnn._linear_pointwise.default:  # kernels.dense: x, W (N, K)
+            elif func is torch.ops.l2o.onednn_linear.default:  # kernels.dense: x, W (N, K)
                 left, weight = args[:2]
                 products.append((left.shape[0], weight.shape[1], weight.shape[0]))
             return func(*args, **(kwargs or {}))
@@ -374,6 +374,25 @@ def test_stacked_lstm_writes_into_given_rows_as_it_returns_them(compiled, onednn
     assert got[1] is out[0] and got[2] is out[1]
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_traced_fused_layers_call_onednn_without_a_graph_break():
+    """Under ``torch.compile`` the layers' products stay oneDNN's (an opaque operator), and
+    choosing them does not break the graph."""
+    if not kernels.ONEDNN_BUILT:
+        pytest.skip("torch built without oneDNN")
+    import torch._dynamo
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(3, 20, 2)
+    weights = [gate_weights(getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}"),
+                            getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")) for k in range(2)]
+    inputs, h, c = torch.randn(30, 3), torch.randn(2, 30, 20), torch.randn(2, 30, 20)
+    explained = torch._dynamo.explain(lambda x: stacked_lstm(x, h, c, weights)[0].sum())(inputs)
+    assert explained.graph_break_count == 0
+    code = "".join(module.code for graph in explained.graphs for module in graph.modules()
+                   if isinstance(module, torch.fx.GraphModule))  # the layers' forward and backward bodies
+    assert code.count("onednn_linear") >= 4  # per layer: the gates' σ(xh Wᵀ + b), and dz W
 
 
 @pytest.mark.parametrize("activation", ["none", "relu", "sigmoid"])
