@@ -6,6 +6,8 @@ Pure functions of tensors (differentiable wherever the network they replace is):
   LSTM of every :class:`~l2o.rules.CoordinateLSTMRule`), equal to ``torch.nn.LSTM`` with
   sequence length 1, each layer a :class:`FusedLSTMLayer`: one matrix product for both
   weight matrices, σ in place of ``tanh``, and a hand-derived backward.
+* :func:`dense`: ``activation(x Wᵀ + b)`` without autograd, through oneDNN's matmul (with
+  the activation in its epilogue) on CPUs, where torch's MKL can run at half its rate.
 * :func:`planar_relu_network`: ``w3ᵀ ReLU(W2 z) + b3`` for 2-dimensional inputs ``z`` in
   ``O(log H)`` per row instead of ``O(H)`` (the NTK-GD rule's wide hidden layer).
 """
@@ -159,10 +161,11 @@ def dense(x: Tensor, weight: Tensor, bias: Tensor | None, activation: str = "non
 
     Where :func:`onednn_applies`, one oneDNN matmul with the bias and the activation in its
     epilogue (:func:`onednn_linear`, which a traced graph calls as it is); else a product
-    (``addmm`` with a bias) and the activation in place. On AMD Zen CPUs torch's MKL ``sgemm`` takes its AVX2 code path: on
-    this project's 2-core Zen 5 machine it ran a 2048³ product at 207 GFLOP/s where oneDNN ran
-    it at 459, and an LSTM layer's ``σ(xh Wᵀ + b)`` over 16,384 rows (K = 40, N = 80) in 0.37
-    against 0.65 ms. ``W`` may be a transposed view (the backward's ``dz W``).
+    (``addmm`` with a bias) and the activation in place. On AMD Zen CPUs torch's MKL ``sgemm``
+    takes its AVX2 code path: on this project's 2-core Zen 5 machine it ran a 2048³ product
+    at 207 GFLOP/s where oneDNN ran it at 459, and an LSTM layer's ``σ(xh Wᵀ + b)`` over
+    16,384 rows (K = 40, N = 80) in 0.37 against 0.65 ms. ``W`` may be a transposed view (the
+    backward's ``dz W``).
     """
     if onednn_applies(x):
         return onednn_linear(x, weight, bias, activation)
