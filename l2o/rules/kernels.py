@@ -66,6 +66,13 @@ def gate_weights(w_ih: Tensor, w_hh: Tensor, bias: Tensor) -> tuple[Tensor, Tens
     return torch.cat([w_ih, w_hh, bias[:, None], zeros], dim=1) * scale[:, None], None
 
 
+def lstm_gate_weights(lstm: torch.nn.LSTM) -> list[tuple[Tensor, Tensor | None]]:
+    """:func:`gate_weights` of every layer of ``lstm`` (its two biases summed)."""
+    return [gate_weights(getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}"),
+                         getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}"))
+            for k in range(lstm.num_layers)]
+
+
 def cell_forward(s: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The elementwise part of :class:`FusedLSTMLayer`'s forward after the gates' σ.
 
@@ -108,11 +115,6 @@ def cell_backward(dh: Tensor, dc_next: Tensor, c: Tensor, s: Tensor, g: Tensor, 
     torch.mul(dc, s_i, out=blocks[:, 2 * hidden : 3 * hidden]).mul_(2)
     torch.mul(dh, tanh_c, out=blocks[:, 3 * hidden :])
     return torch.ops.aten.sigmoid_backward(blocks, s), dc * s_f
-
-
-def gate_preactivations(xh: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``xh Wᵀ (+ b)``: ``(R, K), (4H, K), (4H,) or None -> (R, 4H)``."""
-    return torch.mm(xh, weight.t()) if bias is None else torch.addmm(bias, xh, weight.t())
 
 
 def output_affine(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -169,7 +171,8 @@ def dense(x: Tensor, weight: Tensor, bias: Tensor | None, activation: str = "non
     """
     if onednn_applies(x):
         return onednn_linear(x, weight, bias, activation)
-    return ACTIVATIONS[activation](gate_preactivations(x, weight, bias))
+    out = torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
+    return ACTIVATIONS[activation](out)
 
 
 @functools.cache

@@ -117,7 +117,7 @@ class CoordinateLSTMRule(UpdateRule):
         ``scripts/benchmark.py`` times them at a chunk's rows: what the products cost at
         their own skinny shapes, against the large-GEMM rate of the roofline."""
         shapes = [(self.num_features, self.hidden_size)] if self.input is not None else []
-        shapes += [(weight.shape[1], weight.shape[0]) for weight, _ in self._fused_gate_weights()]
+        shapes += [(weight.shape[1], weight.shape[0]) for weight, _ in kernels.lstm_gate_weights(self.lstm)]
         if not isinstance(self.hidden, nn.Identity):
             shapes.append((self.hidden_size, self.hidden_size))
         return shapes + [(self.hidden_size, len(self.heads))]
@@ -230,7 +230,7 @@ class CoordinateLSTMRule(UpdateRule):
         """Derives the fused gate weights on entry, outside any compiled region that steps
         within the block (``torch.compile`` refuses to trace into ``nn.LSTM``)."""
         previous = self.__dict__.get("_shared_gate_weights")
-        self.__dict__["_shared_gate_weights"] = self._fused_gate_weights()
+        self.__dict__["_shared_gate_weights"] = kernels.lstm_gate_weights(self.lstm)
         try:
             yield
         finally:
@@ -239,12 +239,7 @@ class CoordinateLSTMRule(UpdateRule):
     def _gate_weights(self) -> list[tuple[Tensor, Tensor | None]]:
         """:func:`kernels.gate_weights` of every layer, once per :meth:`shared_weights` block."""
         shared = self.__dict__.get("_shared_gate_weights")
-        return self._fused_gate_weights() if shared is None else shared
-
-    def _fused_gate_weights(self) -> list[tuple[Tensor, Tensor | None]]:
-        return [kernels.gate_weights(getattr(self.lstm, f"weight_ih_l{k}"), getattr(self.lstm, f"weight_hh_l{k}"),
-                                     getattr(self.lstm, f"bias_ih_l{k}") + getattr(self.lstm, f"bias_hh_l{k}"))
-                for k in range(self.num_layers)]
+        return kernels.lstm_gate_weights(self.lstm) if shared is None else shared
 
     def _network_into(self, inputs: Tensor, h: Tensor, c: Tensor, weights: list[tuple[Tensor, Tensor | None]],
                       out: tuple[Tensor, Tensor], coordinates: slice) -> Tensor:
@@ -265,7 +260,7 @@ class CoordinateLSTMRule(UpdateRule):
         if self.input is not None:
             inputs = self.input(inputs)
         out, h, c = kernels.stacked_lstm(inputs, h, c, weights, self.compiled, out)
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        if torch.is_grad_enabled():
             return kernels.output_affine(self.hidden(out), self.out.weight, self.out.bias), h, c
         if not isinstance(self.hidden, nn.Identity):
             out = kernels.dense(out, self.hidden[0].weight, self.hidden[0].bias, "relu")

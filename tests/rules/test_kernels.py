@@ -8,7 +8,7 @@ import torch
 from l2o.meta import MetaTrainer
 from l2o.optim import LearnedOptimizer
 from l2o.rules import FISTARule, GoMathRule, L2LRule, LearnedBFGSRule, MathL2ORule, RNNpropRule, StepContext, kernels
-from l2o.rules.kernels import FusedLSTMLayer, gate_weights, planar_relu_network, stacked_lstm, tanh_by_sigmoid
+from l2o.rules.kernels import FusedLSTMLayer, planar_relu_network, stacked_lstm, tanh_by_sigmoid
 from l2o.rules.ntk_gd import NTKGDRule
 
 
@@ -79,8 +79,7 @@ def lstm_and_fused(rows: int, features: int, hidden: int, layers: int, dtype: to
     inputs = torch.randn(rows, features, dtype=dtype, requires_grad=True)
     h = torch.randn(layers, rows, hidden, dtype=dtype, requires_grad=True)
     c = torch.randn(layers, rows, hidden, dtype=dtype, requires_grad=True)
-    weights = [gate_weights(getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}"),
-                            getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")) for k in range(layers)]
+    weights = kernels.lstm_gate_weights(lstm)
     out, (h_ref, c_ref) = lstm(inputs[None], (h, c))
     results = [stacked_lstm(inputs, h, c, weights, compiled), (out[0], h_ref, c_ref)]
     probes = [torch.randn_like(t) for t in results[1]]
@@ -355,6 +354,13 @@ def test_sigmoid_count_is_what_the_lstm_layers_evaluate(name):
     assert SigmoidElements.count == rows * rule.sigmoids_per_coordinate()
 
 
+def small_lstm_case():
+    """A seeded 2-layer LSTM's fused weights (3 features, hidden 20) and inputs, h, c for 30 rows."""
+    torch.manual_seed(0)
+    weights = kernels.lstm_gate_weights(torch.nn.LSTM(3, 20, 2))
+    return weights, torch.randn(30, 3), torch.randn(2, 30, 20), torch.randn(2, 30, 20)
+
+
 @pytest.mark.parametrize("compiled, onednn", [(False, False), (True, False), (False, True)])
 def test_stacked_lstm_writes_into_given_rows_as_it_returns_them(compiled, onednn):
     """Exactly, with torch's products and with oneDNN's."""
@@ -362,11 +368,7 @@ def test_stacked_lstm_writes_into_given_rows_as_it_returns_them(compiled, onednn
         pytest.importorskip("torch._inductor")
     if onednn and not torch.backends.mkldnn.is_available():
         pytest.skip("torch built without oneDNN")
-    torch.manual_seed(0)
-    lstm = torch.nn.LSTM(3, 20, 2)
-    weights = [gate_weights(getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}"),
-                            getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")) for k in range(2)]
-    inputs, h, c = torch.randn(30, 3), torch.randn(2, 30, 20), torch.randn(2, 30, 20)
+    weights, inputs, h, c = small_lstm_case()
     with torch.no_grad(), torch.backends.mkldnn.flags(enabled=onednn):
         expected = stacked_lstm(inputs, h, c, weights, compiled)
         out = (torch.full((2, 30, 20), float("nan")), torch.full((2, 30, 20), float("nan")))
@@ -383,11 +385,7 @@ def test_traced_fused_layers_call_onednn_without_a_graph_break():
         pytest.skip("torch built without oneDNN")
     import torch._dynamo
 
-    torch.manual_seed(0)
-    lstm = torch.nn.LSTM(3, 20, 2)
-    weights = [gate_weights(getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}"),
-                            getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")) for k in range(2)]
-    inputs, h, c = torch.randn(30, 3), torch.randn(2, 30, 20), torch.randn(2, 30, 20)
+    weights, inputs, h, c = small_lstm_case()
     explained = torch._dynamo.explain(lambda x: stacked_lstm(x, h, c, weights)[0].sum())(inputs)
     assert explained.graph_break_count == 0
     code = "".join(module.code for graph in explained.graphs for module in graph.modules()
