@@ -106,9 +106,10 @@ def cell_backward(dh: Tensor, dc_next: Tensor, c: Tensor, s: Tensor, g: Tensor, 
     hidden = c.shape[1]
     s_i, s_f, _, s_o = s.split(hidden, dim=1)
     dc = torch.ops.aten.tanh_backward(dh * s_o, tanh_c).add_(dc_next)
-    if torch.compiler.is_compiling():  # traced: Inductor fuses the blocks (no out= into column slices)
-        blocks = torch.cat([dc * g, dc * c, 2 * dc * s_i, dh * tanh_c], dim=1)
-        return torch.ops.aten.sigmoid_backward(blocks, s), dc * s_f
+    if torch.compiler.is_compiling():  # traced: Inductor writes each block's dz into its columns
+        blocks = [dc * g, dc * c, 2 * dc * s_i, dh * tanh_c]  # (σ' per block: no second pass)
+        return torch.cat([torch.ops.aten.sigmoid_backward(block, s_k)
+                          for block, s_k in zip(blocks, s.split(hidden, dim=1))], dim=1), dc * s_f
     blocks = torch.empty_like(s)  # written block by block: no concatenation
     torch.mul(dc, g, out=blocks[:, :hidden])
     torch.mul(dc, c, out=blocks[:, hidden : 2 * hidden])
