@@ -8,12 +8,14 @@
    products and the ratio to the roofline (those FLOPs at the GEMM rate measured in the same
    run, or the step's minimal memory traffic at the measured copy bandwidth), the floor with
    the LSTM's σ at the measured σ rate, and the network's products timed at their own shapes;
-3. amortized solving: time to reach a relative suboptimality on 256 and 1000 LASSO instances,
+3. (``fresh_step``) the same ``step()`` in fresh processes, with l2o's malloc thresholds
+   pinned and with glibc's own, alternating: what a user's first process gets;
+4. amortized solving: time to reach a relative suboptimality on 256 and 1000 LASSO instances,
    float64 and float32 data, with a zoo optimizer (one batched call) vs batched FISTA and
    FISTA with restart, and cvxpy one instance at a time; on the paper's A (250×500) and on a
    tall, correlated one (2500×500, ρ = 0.8: a gradient that costs more than the network, and
    a problem on which FISTA needs more iterations);
-4. ZO memory: peak memory of one ``ZOOptimizer`` step (closure only) vs one backprop step
+5. ZO memory: peak memory of one ``ZOOptimizer`` step (closure only) vs one backprop step
    (forward + backward + SGD) on the same MLP and batch, each in a fresh subprocess after
    one warm-up step: the rise of peak RSS above the resident size before the step (Linux
    /proc; reset with clear_refs), or on CUDA ``max_memory_allocated`` above the allocated
@@ -32,8 +34,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -232,7 +239,59 @@ def step_overhead(args) -> Table:
     return table
 
 
-# ------------------------------------------------------------------ 3. amortized
+# ------------------------------------------------------------- 3. fresh process
+FRESH_STEP = r"""
+import json, resource, statistics, sys
+sys.path.insert(0, sys.argv[1])
+from benchmark import fresh_step_optimizer, step_time
+name, parameters, repeats = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+runs, _, _ = step_time(fresh_step_optimizer(name), parameters, "cpu", repeats)
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start
+print(json.dumps({"seconds": statistics.median(runs), "faults": faults}))
+"""
+
+
+def fresh_step_optimizer(name: str) -> Callable:
+    """``params -> optimizer`` for the fresh-process section: a zoo entry or ``ProxGD``."""
+    if name == "l2o.optim.ProxGD":
+        return lambda p: ProxGD(p, lr=1e-3)
+    rule = zoo.load(name).rule
+    return lambda p: LearnedOptimizer(p, rule=rule, lr=1e-3, check_finite=False)
+
+
+def fresh_process_step(args) -> Table:
+    """``step()`` as a user's first process gets it: each measurement in a fresh interpreter,
+    with l2o's malloc thresholds pinned (the default, ``l2o.optim.malloc``) and without
+    (``L2O_PIN_MALLOC=0``), alternating; the median step and the minor page faults of the
+    process's steps (its 3 untimed and ``--repeats`` timed ones, and the model's creation),
+    median over ``--repeats`` processes each. The step section cannot show this: its GEMM-rate
+    probe frees 16 MB tensors first, which raises glibc's thresholds as pinning does."""
+    table = Table(["params", "optimizer", "malloc thresholds", "step ms", "range ms", "faults per process",
+                   "unpinned / pinned"])
+    scripts = str(Path(__file__).resolve().parent)
+    for size in args.sizes:
+        for name in [*args.zoo[:1], "l2o.optim.ProxGD"]:
+            runs: dict[str, list[dict]] = {"pinned": [], "glibc's own": []}
+            for _ in range(args.repeats):
+                for label, pin in (("pinned", "1"), ("glibc's own", "0")):
+                    result = subprocess.run(
+                        [sys.executable, "-c", FRESH_STEP, scripts, name, str(size), str(args.repeats)],
+                        capture_output=True, text=True, check=True, env={**os.environ, "L2O_PIN_MALLOC": pin})
+                    runs[label].append(json.loads(result.stdout.strip().splitlines()[-1]))
+            pinned = statistics.median(run["seconds"] for run in runs["pinned"])
+            for label, values in runs.items():
+                seconds = [run["seconds"] for run in values]
+                table.add(params=size, optimizer=name, **{
+                    "malloc thresholds": label, "step ms": 1e3 * statistics.median(seconds),
+                    "range ms": spread(seconds, 1e3),
+                    "faults per process": statistics.median(run["faults"] for run in values),
+                    "unpinned / pinned": statistics.median(seconds) / pinned})
+                print(table.to_markdown().splitlines()[-1], flush=True)
+    return table
+
+
+# ------------------------------------------------------------------ 4. amortized
 def time_to_tolerance(rule: UpdateRule, instances, tolerance: float, max_steps: int, device: str) -> tuple[float, int, float]:
     """Wall time until every instance's relative suboptimality is <= tolerance (checked
     every 10 steps), the steps taken, and the fraction that got there."""
@@ -326,7 +385,7 @@ def amortized_solving(args) -> Table:
     return table
 
 
-# ------------------------------------------------------------------- 4. ZO memory
+# ------------------------------------------------------------------- 5. ZO memory
 def zo_memory(args) -> Table:
     table = Table(["device", "params", "batch", "backprop step MB", "ZO step MB", "ZO / backprop"])
     for device in devices():
@@ -342,7 +401,7 @@ def zo_memory(args) -> Table:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", nargs="+", default=["throughput", "step", "amortized", "zo_memory"])
+    parser.add_argument("--sections", nargs="+", default=["throughput", "step", "fresh_step", "amortized", "zo_memory"])
     parser.add_argument("--rules", nargs="+", default=["gomath", "mathl2o", "l2l", "rnnprop", "ntk_gd", "bfgs", "zo"],
                         help="rules of the throughput section (all on the same LASSO batches: it measures cost)")
     parser.add_argument("--m", type=int, default=250)
@@ -371,8 +430,8 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     parser.add_argument("--out", default="out/benchmark")
     args = parser.parse_args()
-    sections = {"throughput": meta_training_throughput, "step": step_overhead, "amortized": amortized_solving,
-                "zo_memory": zo_memory}
+    sections = {"throughput": meta_training_throughput, "step": step_overhead, "fresh_step": fresh_process_step,
+                "amortized": amortized_solving, "zo_memory": zo_memory}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, devices: {devices()}\n")
     for section in args.sections:
         print(f"## {section}\n")

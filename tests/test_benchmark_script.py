@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_benchmark_section_runs_and_reports_finite_ratios(tmp_path):
     command = [
         sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--no-compile", "--out", str(tmp_path),
-        "--sections", "throughput", "step", "amortized", "zo_memory",
+        "--sections", "throughput", "step", "fresh_step", "amortized", "zo_memory",
         "--rules", "gomath", "ntk_gd", "--m", "10", "--n", "20", "--batch", "4", "--per-instance", "2",
         "--unroll", "3", "--sizes", "300000", "--zoo", "gomath-lasso-toy", "ntk-gd-qp",
         "--amortized-zoo", "gomath-lasso-toy", "--amortized-designs", "paper:0", "40:0.5", "--instances", "8", "2000",
@@ -23,8 +23,8 @@ def test_every_benchmark_section_runs_and_reports_finite_ratios(tmp_path):
     ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    ratio_column = {"throughput": "ratio", "step": "vs Adam", "amortized": "speedup vs cvxpy",
-                    "zo_memory": "ZO / backprop"}
+    ratio_column = {"throughput": "ratio", "step": "vs Adam", "fresh_step": "unpinned / pinned",
+                    "amortized": "speedup vs cvxpy", "zo_memory": "ZO / backprop"}
     for section, column in ratio_column.items():
         rows = json.loads((tmp_path / f"{section}.json").read_text())["rows"]
         assert rows, section
@@ -39,6 +39,10 @@ def test_every_benchmark_section_runs_and_reports_finite_ratios(tmp_path):
     (lstm,) = [row for row in step if row["optimizer"] == "gomath-lasso-toy"]
     for column in ("step / roofline", "step / floor", "products at shapes ms", "step / (products + σ)"):
         assert math.isfinite(lstm[column]) and lstm[column] > 0, column
+    fresh = json.loads((tmp_path / "fresh_step.json").read_text())["rows"]
+    assert {(row["optimizer"], row["malloc thresholds"]) for row in fresh} == {
+        (name, label) for name in ("gomath-lasso-toy", "l2o.optim.ProxGD") for label in ("pinned", "glibc's own")}
+    assert all(row["faults per process"] > 0 for row in fresh)
     amortized = json.loads((tmp_path / "amortized.json").read_text())["rows"]
     assert all(row["reached"] == 1.0 for row in amortized if not row["method"].startswith("cvxpy"))
     assert {(row["A"], row["instances"]) for row in amortized if not row["method"].startswith("cvxpy")} == {
