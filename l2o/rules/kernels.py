@@ -192,6 +192,21 @@ def compiled_cells() -> tuple[Callable, Callable]:
     return torch.compile(cell_forward, dynamic=False), torch.compile(cell_backward, dynamic=False)
 
 
+def saved_rows(x: Tensor) -> tuple[Tensor, bool]:
+    """What a layer's backward keeps of its input rows ``x`` ``(R, K)`` for ``dW``: traced,
+    where oneDNN applies, ``xᵀ`` (True), else ``x`` (False). oneDNN then runs ``xᵀ dz`` with
+    ``dzᵀ`` as a transposed-view weight: 76 against torch's 112 µs for ``dzᵀ x`` at 2,560
+    rows, K = 40, and Inductor fuses the transposed copy into its neighbours (eagerly that
+    copy, 49 µs, costs what the product saves)."""
+    transposed = torch.compiler.is_compiling() and onednn_applies(x)
+    return (x.t().contiguous() if transposed else x), transposed
+
+
+def weight_gradient(dz: Tensor, rows: Tensor, transposed: bool) -> Tensor:
+    """``dW = dzᵀ x`` ``(N, K)`` from ``dz`` ``(R, N)`` and :func:`saved_rows`' ``rows``."""
+    return dense(rows, dz.t(), None).t() if transposed else dz.t() @ rows
+
+
 class FusedLSTMLayer(torch.autograd.Function):
     """One LSTM layer, one time step, with a hand-derived backward (first order).
 
@@ -221,26 +236,21 @@ class FusedLSTMLayer(torch.autograd.Function):
         forward_cell = compiled_cells()[0] if compiled else cell_forward
         h_next, c_next, s, g, tanh_c = forward_cell(dense(xh, weight, bias, "sigmoid"), c)
         ctx.has_bias = bias is not None
-        # Traced, backward takes dW = (xhᵀ dz)ᵀ through oneDNN from a saved xhᵀ (the weight dzᵀ
-        # is a transposed view, which it handles well): 76 against torch's 112 µs for dzᵀ xh at
-        # 2,560 rows, K = 40, with the transposed copy fused by Inductor (toy batch 3.5%, paper
-        # 5.7%). Eagerly the copy (49 µs) costs what the product saves.
-        ctx.xh_transposed = torch.compiler.is_compiling() and onednn_applies(xh)
-        ctx.save_for_backward(xh.t().contiguous() if ctx.xh_transposed else xh, c, weight, s, g, tanh_c)
+        rows, ctx.transposed = saved_rows(xh)  # traced: xhᵀ (toy batch 3.5%, paper 5.7%)
+        ctx.save_for_backward(rows, c, weight, s, g, tanh_c)
         ctx.compiled = compiled
         return h_next, c_next
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dh: Tensor | None, dc_next: Tensor | None):
-        xh, c, weight, s, g, tanh_c = ctx.saved_tensors
+        rows, c, weight, s, g, tanh_c = ctx.saved_tensors
         backward_cell = compiled_cells()[1] if ctx.compiled else cell_backward
         dz, dc = backward_cell(torch.zeros_like(c) if dh is None else dh,
                                torch.zeros_like(c) if dc_next is None else dc_next, c, s, g, tanh_c)
-        # dz W through dense (oneDNN: 2x MKL at 16,000 rows); dzᵀ xh from xhᵀ when traced (see
-        # forward), else a torch product, which oneDNN runs slower from the transposed operands.
-        dw = onednn_linear(xh, dz.t(), None, "none").t() if ctx.xh_transposed else dz.t() @ xh
-        return dense(dz, weight.t(), None), dc, dw, dz.sum(0) if ctx.has_bias else None, None
+        # dz W through dense (oneDNN: 2x MKL at 16,000 rows)
+        return (dense(dz, weight.t(), None), dc, weight_gradient(dz, rows, ctx.transposed),
+                dz.sum(0) if ctx.has_bias else None, None)
 
 
 def layer_rows(inputs: Tensor, h: Tensor, width: int) -> Tensor:
