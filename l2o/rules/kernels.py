@@ -185,11 +185,18 @@ def dense(x: Tensor, weight: Tensor, bias: Tensor | None, activation: str = "non
     return ACTIVATIONS[activation](out)
 
 
+def cell_next_state(s: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`cell_forward`'s ``h'`` and ``c'`` alone, what a step without autograd keeps
+    (compiled, one loop that writes nothing else)."""
+    h_next, c_next, *_ = cell_forward(s, c)
+    return h_next, c_next
+
+
 @functools.cache
-def compiled_cells() -> tuple[Callable, Callable]:
-    """:func:`cell_forward` and :func:`cell_backward` through ``torch.compile`` (once per process
-    and shape)."""
-    return torch.compile(cell_forward, dynamic=False), torch.compile(cell_backward, dynamic=False)
+def compiled_cells() -> tuple[Callable, Callable, Callable]:
+    """:func:`cell_forward`, :func:`cell_backward` and :func:`cell_next_state` through
+    ``torch.compile`` (once per process and shape)."""
+    return tuple(torch.compile(cell, dynamic=False) for cell in (cell_forward, cell_backward, cell_next_state))
 
 
 def saved_rows(x: Tensor) -> tuple[Tensor, bool]:
@@ -299,16 +306,21 @@ def stacked_lstm(
     # training batch at the toy LASSO size, 6% at the paper's).
     for layer, ((weight, bias), h_layer, c_layer) in enumerate(zip(weights, h.unbind(0), c.unbind(0))):
         xh = layer_rows(layer_input, h_layer, weight.shape[1])
-        if out is not None and not torch.is_grad_enabled() and not compiled:  # straight into the caller's rows
+        if out is not None and not torch.is_grad_enabled():  # straight into the caller's rows
             layer_input, c_next = out[0][layer], out[1][layer]
-            cell_forward_into(dense(xh, weight, bias, "sigmoid"), c_layer, layer_input, c_next)
+            gates = dense(xh, weight, bias, "sigmoid")
+            if compiled:  # one compiled loop and two copies: 182 against 410 µs in place eagerly
+                for target, value in zip((layer_input, c_next), compiled_cells()[2](gates, c_layer)):
+                    target.copy_(value)
+            else:
+                cell_forward_into(gates, c_layer, layer_input, c_next)
         else:
             layer_input, c_next = FusedLSTMLayer.apply(xh, c_layer, weight, bias, compiled)
         hs.append(layer_input)
         cs.append(c_next)
     if out is None:
         return layer_input, torch.stack(hs), torch.stack(cs)
-    if torch.is_grad_enabled() or compiled:
+    if torch.is_grad_enabled():
         out[0].copy_(torch.stack(hs))
         out[1].copy_(torch.stack(cs))
     return layer_input, out[0], out[1]
