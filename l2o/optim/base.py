@@ -28,11 +28,12 @@ Policies (documented and tested):
   safeguard), every group's parameters and state are restored to what they were before
   the step, and the exception propagates.
 * Integer (non-floating-point) parameters raise ``ValueError``.
-* With parameters on the CPU, constructing one pins glibc's malloc thresholds, once per
-  process (:func:`~l2o.optim.malloc.pin_malloc_thresholds`; ``L2O_PIN_MALLOC=0`` turns it
-  off): in a fresh process a step's megabyte temporaries were otherwise page-faulted in
-  afresh each time, which took the learned step at 1M parameters from 126–136 to 250–267 ms
-  and ProxGD's from 2.5–2.7 to 3.5–7.7 ms.
+* With parameters on the CPU, constructing one pins glibc's malloc thresholds above its
+  largest flattened group (:func:`~l2o.optim.malloc.pin_malloc_thresholds`;
+  ``L2O_PIN_MALLOC=0`` turns it off): in a fresh process a step's megabyte temporaries were
+  otherwise page-faulted in afresh each time (the learned step at 1M parameters 289 against
+  135 ms, ProxGD 6.07 against 2.90 ms, ``scripts/benchmark.py --sections fresh_step``), and
+  at 10M a flattened group exceeds glibc's own 32 MiB maximum.
 * ``copy.deepcopy`` and ``pickle`` keep the optimizer's own attributes (its rule, the
   safeguard flag, ``check_finite``), which ``torch.optim.Optimizer.__getstate__`` drops.
 * **Evaluations are reused**, as ``torch.optim.LBFGS`` reuses its line search's: when a
@@ -107,8 +108,6 @@ class RuleOptimizer(CopyableOptimizer):
         self.check_finite = check_finite
         self.reuse_evaluations = True
         super().__init__(params, {"l1": 0.0, "lipschitz": None, **defaults})
-        if any(p.device.type == "cpu" for group in self.param_groups for p in group["params"]):
-            pin_malloc_thresholds()  # the step's megabyte temporaries reused, not faulted in afresh
 
     # ---------------------------------------------------------------- hooks
     def rule_for(self, group: dict[str, Any]) -> UpdateRule:
@@ -138,6 +137,9 @@ class RuleOptimizer(CopyableOptimizer):
         except ValueError:
             self.param_groups.pop()
             raise
+        if group["params"] and group["params"][0].device.type == "cpu":
+            # the step's temporaries, up to the flattened group, reused instead of faulted in afresh
+            pin_malloc_thresholds(sum(p.nbytes for p in group["params"]))
 
     def _context(self, group: dict[str, Any], like: Tensor) -> StepContext:
         return StepContext.constant(like, l1=group["l1"], lipschitz=group["lipschitz"])

@@ -17,27 +17,45 @@ the reason PyTorch's CPU tuning guides suggest them. The network-free optimizers
 temporaries are hit too (ProxGD at 1M: 3.5–7.7 ms per step, 2.5–2.7 pinned).
 :class:`~l2o.optim.RuleOptimizer` calls it when constructed on CPU parameters.
 
-:func:`pin_malloc_thresholds` sets the two thresholds to those maxima (the state glibc
-itself reaches after freeing one 32 MiB block): requests up to 32 MiB come from the heap,
-and up to 64 MiB of freed heap is kept for reuse instead of being returned. It does
-nothing off glibc, when the user has set the thresholds (``MALLOC_MMAP_THRESHOLD_``,
-``MALLOC_TRIM_THRESHOLD_`` or ``GLIBC_TUNABLES``), or with ``L2O_PIN_MALLOC=0``.
+:func:`pin_malloc_thresholds` sets the mmap threshold to the larger of glibc's dynamic
+maximum, 32 MiB, and the largest full-size temporary the optimizer will make (one flattened
+param group, given by the caller), and the trim threshold to glibc's 64 MiB maximum, or to
+room for several such temporaries when they exceed 32 MiB: they then come from the heap and are
+reused. At 10M parameters a flattened group is 40 MB, above glibc's
+32 MiB maximum: ProxGD's step took 134 ms and AdamHD's 276 ms with 93,029 and 205,315 faults,
+and 33–43 and 56–71 ms with the thresholds at 45 and 90–360 MiB (fresh processes, scratch
+timing). It
+only ever raises them (to at most :data:`MAX_MMAP_THRESHOLD`), so a second optimizer for a
+larger model raises them further. The price is freed memory kept for reuse instead of being
+returned to the system: at most the trim threshold at the heap's top. It does nothing off
+glibc, when the user has set the thresholds (``MALLOC_MMAP_THRESHOLD_``,
+``MALLOC_TRIM_THRESHOLD_`` or ``glibc.malloc.*`` in ``GLIBC_TUNABLES``), or with
+``L2O_PIN_MALLOC=0``.
 """
 
 from __future__ import annotations
 
 import ctypes
-import functools
 import os
 import sys
 
 #: ``mallopt`` parameters (glibc's ``malloc.h``).
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 
-#: glibc's dynamic maxima on 64-bit systems (``DEFAULT_MMAP_THRESHOLD_MAX`` and twice it).
+#: glibc's dynamic maximum of the mmap threshold on 64-bit systems (``DEFAULT_MMAP_THRESHOLD_MAX``).
 MMAP_THRESHOLD = 32 << 20
-TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
 
+#: The largest mmap threshold l2o pins (a 250M-parameter float32 group): larger temporaries
+#: stay mmapped, as glibc maps them by default.
+MAX_MMAP_THRESHOLD = 1 << 30
+
+#: Full-size temporaries of a step whose memory the trim threshold keeps for reuse, when a
+#: flattened group exceeds :data:`MMAP_THRESHOLD` (a step holds several at once: with room for
+#: two, a 12M-parameter group's pattern still faulted a third of its pages in afresh).
+TEMPORARIES_KEPT = 8
+
+#: The mmap threshold pinned so far in this process (0: none).
+_pinned = 0
 
 
 def user_chose_thresholds() -> bool:
@@ -57,14 +75,22 @@ def _glibc() -> ctypes.CDLL | None:
     return libc if hasattr(libc, "gnu_get_libc_version") and hasattr(libc, "mallopt") else None
 
 
-@functools.cache
-def pin_malloc_thresholds() -> bool:
-    """Pins glibc's mmap and trim thresholds at :data:`MMAP_THRESHOLD` and
-    :data:`TRIM_THRESHOLD` (once per process; see the module's docstring). Returns whether
-    they are pinned: False off glibc, when the user set them, or with ``L2O_PIN_MALLOC=0``."""
+def pin_malloc_thresholds(largest_temporary: int = 0) -> bool:
+    """Pins glibc's mmap threshold at ``max(MMAP_THRESHOLD, largest_temporary + 1 MiB)`` (at
+    most :data:`MAX_MMAP_THRESHOLD`) and its trim threshold at ``2 · MMAP_THRESHOLD``, or at
+    :data:`TEMPORARIES_KEPT` times a larger mmap threshold, unless thresholds at least as high
+    are already pinned (see the module's docstring). ``largest_temporary``: bytes
+    of the largest full-size temporary a step makes. Returns whether thresholds are pinned:
+    False off glibc, when the user set them, or with ``L2O_PIN_MALLOC=0``."""
+    global _pinned
     if os.environ.get("L2O_PIN_MALLOC", "1") == "0" or user_chose_thresholds():
         return False
+    threshold = min(max(MMAP_THRESHOLD, largest_temporary + (1 << 20)), MAX_MMAP_THRESHOLD)
+    if threshold <= _pinned:
+        return True
+    trim = max(2 * MMAP_THRESHOLD, TEMPORARIES_KEPT * (threshold if threshold > MMAP_THRESHOLD else 0))
     libc = _glibc()
-    if libc is None:
+    if libc is None or not (libc.mallopt(M_MMAP_THRESHOLD, threshold) and libc.mallopt(M_TRIM_THRESHOLD, trim)):
         return False
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    _pinned = threshold
+    return True
