@@ -8,14 +8,14 @@ some large block has been freed, every megabyte-sized temporary is page-faulted 
 
 A learned step on the CPU runs its network in chunks of ``kernels.LSTM_CHUNK_ROWS`` rows,
 whose temporaries are megabytes (a chunk's gates, 16,384 × 80 float32: 5.2 MB, oneDNN's
-output, which takes no ``out=``). In a fresh process, measured on this project's 2-core
-machine at 1M parameters: 250 ms and 115,742 minor page faults per step; with the
-thresholds pinned at glibc's own dynamic maxima, 120 ms and 89 faults. Whether a program
-is hit depended on what it had freed before (the same step ran in 134 ms after an
-unrelated 16 MB tensor had been freed), the effect that tcmalloc and jemalloc avoid, and
-the reason PyTorch's CPU tuning guides suggest them. The network-free optimizers' full-size
-temporaries are hit too (ProxGD at 1M: 3.5–7.7 ms per step, 2.5–2.7 pinned).
-:class:`~l2o.optim.RuleOptimizer` calls it when constructed on CPU parameters.
+output, which takes no ``out=``). In fresh processes on this project's 2-core machine
+(``python scripts/benchmark.py --sections fresh_step --sizes 1000000``), the learned step at
+1M parameters took 289 ms with glibc's own thresholds and 135 ms pinned; ProxGD, whose
+full-size temporaries are hit too, 6.07 and 2.90 ms. Whether a program is hit depends on
+what it freed before (the same step ran in 132 ms after an unrelated 16 MB tensor had been
+freed), the effect that tcmalloc and jemalloc avoid, and the reason PyTorch's CPU tuning
+guides suggest them. :meth:`~l2o.optim.RuleOptimizer.add_param_group` calls it for every
+param group on the CPU.
 
 :func:`pin_malloc_thresholds` sets the mmap threshold to the larger of glibc's dynamic
 maximum, 32 MiB, and the largest full-size temporary the optimizer will make (one flattened
