@@ -1,4 +1,4 @@
-"""glibc ``malloc``'s thresholds, pinned once per process for l2o's CPU optimizers.
+"""glibc ``malloc``'s thresholds, pinned (and only ever raised) for l2o's CPU optimizers.
 
 glibc serves a request above its *mmap threshold* with a fresh ``mmap`` (returned to the
 system on ``free``), and returns free memory at the top of its heap above its *trim
