@@ -20,13 +20,12 @@ param group on the CPU.
 :func:`pin_malloc_thresholds` sets the mmap threshold to the larger of glibc's dynamic
 maximum, 32 MiB, and the largest full-size temporary the optimizer will make (one flattened
 param group, given by the caller), and the trim threshold to glibc's 64 MiB maximum, or to
-room for several such temporaries when they exceed 32 MiB: they then come from the heap and are
-reused. At 10M parameters a flattened group is 40 MB, above glibc's
-32 MiB maximum: ProxGD's step took 134 ms and AdamHD's 276 ms with 93,029 and 205,315 faults,
-and 33–43 and 56–71 ms with the thresholds at 45 and 90–360 MiB (fresh processes, scratch
-timing). It
-only ever raises them (to at most :data:`MAX_MMAP_THRESHOLD`), so a second optimizer for a
-larger model raises them further. The price is freed memory kept for reuse instead of being
+room for several such temporaries when they exceed 32 MiB: they then come from the heap and
+are reused. At 10M parameters a flattened group is 40 MB, above glibc's 32 MiB maximum:
+ProxGD's step took 134 ms and AdamHD's 276 ms with 93,029 and 205,315 faults, and 33–43 and
+56–71 ms with the thresholds at 45 and 90–360 MiB (fresh processes, scratch timing). It only
+ever raises them (to at most :data:`MAX_MMAP_THRESHOLD`), so a second optimizer for a larger
+model raises them further. The price is freed memory kept for reuse instead of being
 returned to the system: at most the trim threshold at the heap's top. It does nothing off
 glibc, when the user has set the thresholds (``MALLOC_MMAP_THRESHOLD_``,
 ``MALLOC_TRIM_THRESHOLD_`` or ``glibc.malloc.*`` in ``GLIBC_TUNABLES``), or with
@@ -88,7 +87,7 @@ def pin_malloc_thresholds(largest_temporary: int = 0) -> bool:
     threshold = min(max(MMAP_THRESHOLD, largest_temporary + (1 << 20)), MAX_MMAP_THRESHOLD)
     if threshold <= _pinned:
         return True
-    trim = max(2 * MMAP_THRESHOLD, TEMPORARIES_KEPT * (threshold if threshold > MMAP_THRESHOLD else 0))
+    trim = TEMPORARIES_KEPT * threshold if threshold > MMAP_THRESHOLD else 2 * MMAP_THRESHOLD
     libc = _glibc()
     if libc is None or not (libc.mallopt(M_MMAP_THRESHOLD, threshold) and libc.mallopt(M_TRIM_THRESHOLD, trim)):
         return False

@@ -309,7 +309,7 @@ def stacked_lstm(
         if out is not None and not torch.is_grad_enabled():  # straight into the caller's rows
             layer_input, c_next = out[0][layer], out[1][layer]
             gates = dense(xh, weight, bias, "sigmoid")
-            if compiled:  # one compiled loop and two copies: 182 against 410 µs in place eagerly
+            if compiled:  # one compiled loop and two copies: 182 against 410 µs for the eager cell
                 for target, value in zip((layer_input, c_next), compiled_cells()[2](gates, c_layer)):
                     target.copy_(value)
             else:

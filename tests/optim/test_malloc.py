@@ -46,12 +46,18 @@ print(json.dumps({"faults": faults, "pinned": pin_malloc_thresholds()}))
 """
 
 
-def run(mode: str, **env: str) -> dict:
+def fresh(program: str, *args: str, **env: str):
+    """What ``program`` prints last (JSON), run in a fresh interpreter with ``env`` over this
+    environment less any settings of glibc's thresholds or of l2o's pinning."""
     environment = {k: v for k, v in os.environ.items()
-                   if k not in ("L2O_PIN_MALLOC", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
-    result = subprocess.run([sys.executable, "-c", PROGRAM, mode], env={**environment, **env},
+                   if k not in ("L2O_PIN_MALLOC", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")}
+    result = subprocess.run([sys.executable, "-c", program, *args], env={**environment, **env},
                             capture_output=True, text=True, timeout=120, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run(mode: str, **env: str) -> dict:
+    return fresh(PROGRAM, mode, **env)
 
 
 def test_a_cpu_learned_optimizer_keeps_chunk_temporaries_from_faulting_in_afresh():
@@ -69,7 +75,7 @@ def test_a_cpu_learned_optimizer_keeps_chunk_temporaries_from_faulting_in_afresh
 LARGE_GROUP = """
 import ctypes, json, resource, torch
 from l2o.optim import ProxGD
-from l2o.optim.malloc import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, _glibc
+from l2o.optim.malloc import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
 libc = ctypes.CDLL(None)
 assert libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) and libc.mallopt(M_TRIM_THRESHOLD, 64 << 20)
 parameter = torch.nn.Parameter(torch.zeros(12_000_000))
@@ -86,18 +92,11 @@ print(json.dumps({"faults": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt 
 
 
 def test_the_thresholds_cover_a_group_larger_than_glibcs_own_maximum():
-    environment = {k: v for k, v in os.environ.items() if k != "L2O_PIN_MALLOC"}
-
-    def faults(**env: str) -> float:
-        result = subprocess.run([sys.executable, "-c", LARGE_GROUP], env={**environment, **env},
-                                capture_output=True, text=True, timeout=120, check=True)
-        return json.loads(result.stdout.strip().splitlines()[-1])["faults"]
-
-    unpinned = faults(L2O_PIN_MALLOC="0")
+    unpinned = fresh(LARGE_GROUP, L2O_PIN_MALLOC="0")["faults"]
     assert unpinned > 10_000  # two 48 MB temporaries mapped afresh: ~23,000 pages
     # Pinned: none in about half the processes, 7,000 to 9,400 in the others (with PYTHONHASHSEED
     # varied: where the heap had grown to 370-400 MB instead of 210 before the step).
-    assert faults() < unpinned / 2
+    assert fresh(LARGE_GROUP)["faults"] < unpinned / 2
 
 
 def test_the_thresholds_only_rise():
@@ -108,10 +107,7 @@ print(json.dumps([malloc.pin_malloc_thresholds(100 << 20), malloc._pinned,
                   malloc.pin_malloc_thresholds(), malloc._pinned,
                   malloc.pin_malloc_thresholds(10 << 30), malloc._pinned]))
 """
-    environment = {k: v for k, v in os.environ.items() if k != "L2O_PIN_MALLOC"}
-    result = subprocess.run([sys.executable, "-c", program], env=environment, capture_output=True, text=True,
-                            timeout=120, check=True)
-    pinned, after, again, kept, capped, at_cap = json.loads(result.stdout.strip().splitlines()[-1])
+    pinned, after, again, kept, capped, at_cap = fresh(program)
     assert pinned and again and capped
     assert after == kept == (101 << 20)  # a smaller request keeps the higher thresholds
     assert at_cap == malloc.MAX_MMAP_THRESHOLD
