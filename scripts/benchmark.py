@@ -33,6 +33,7 @@ warm-up run and is not timed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -41,7 +42,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -190,6 +191,37 @@ def products_seconds(rule: CoordinateLSTMRule, count: int, device: str, repeats:
     return seconds * count / rows
 
 
+@contextlib.contextmanager
+def patched_environment(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set inside the block."""
+    previous = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key)
+            else:
+                os.environ[key] = value
+
+
+def step_variants(rule: UpdateRule, device: str, args) -> list[tuple[str, UpdateRule, dict[str, str]]]:
+    """The step section's runs of ``rule``: :func:`variants`, and for an LSTM rule whose network
+    runs through the native kernel here (:mod:`l2o.rules.native_network`) the same step
+    through torch's kernels too (``L2O_NATIVE=0``, labelled "torch path"), side by side; the
+    compiled cells run only on that path, so the compiled variant does too."""
+    native = False
+    if isinstance(rule, CoordinateLSTMRule):
+        with torch.no_grad():
+            native = rule._native_kernel(torch.zeros(1, rule.num_features, device=device)) is not None
+    if not native:
+        return [(label, variant, {}) for label, variant in variants(rule, args).items()]
+    torch_path = {"L2O_NATIVE": "0"}
+    return [("", rule, {}), (" (torch path)", rule, torch_path)] + [
+        (" (torch path, compiled)", variant, torch_path) for label, variant in variants(rule, args).items() if label]
+
+
 def step_overhead(args) -> Table:
     """``step()`` vs Adam, and for the LSTM rules against the roofline: the time the network's
     matrix-product FLOPs take at the measured GEMM rate, or the step's minimal traffic at
@@ -218,9 +250,11 @@ def step_overhead(args) -> Table:
                 table.add(device=device, params=count, optimizer=name, **{
                     "step ms": 1e3 * seconds, "range ms": spread(runs, 1e3), "vs Adam": seconds / adam})
             for name, entry_rule in learned.items():
-                for label, rule in variants(entry_rule.to(device), args).items():
-                    runs, _, traffic = step_time(
-                        lambda p: LearnedOptimizer(p, rule=rule, lr=1e-3, check_finite=False), size, device, args.repeats)
+                for label, rule, environment in step_variants(entry_rule.to(device), device, args):
+                    with patched_environment(environment):
+                        runs, _, traffic = step_time(
+                            lambda p: LearnedOptimizer(p, rule=rule, lr=1e-3, check_finite=False), size, device,
+                            args.repeats)
                     seconds = statistics.median(runs)
                     row = {"step ms": 1e3 * seconds, "range ms": spread(runs, 1e3), "vs Adam": seconds / adam}
                     if isinstance(rule, CoordinateLSTMRule):

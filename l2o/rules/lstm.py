@@ -21,8 +21,10 @@ are plain ``nn.LSTM`` weights); the step itself is :func:`~l2o.rules.kernels.sta
 (fused layers with a hand-derived backward, equal to ``nn.LSTM`` in values and gradients,
 tested), which on the CPU without autograd runs in chunks of ``LSTM_CHUNK_ROWS`` coordinates
 (a GPU takes them all at once), and whose elementwise parts go through ``torch.compile``
-after :meth:`CoordinateLSTMRule.compile_kernels`. A drop-in step of a large model whose
-rule has coordinate-wise features and update (``coordinatewise``: GoMathL2O, Math-L2O, L2L,
+after :meth:`CoordinateLSTMRule.compile_kernels`. On AVX-512 CPUs a float32 step without
+autograd runs the whole network (layers and heads) in one native kernel instead
+(:mod:`~l2o.rules.native_network`, equal to the torch path up to rounding: tested). A
+drop-in step of a large model whose rule has coordinate-wise features and update (``coordinatewise``: GoMathL2O, Math-L2O, L2L,
 RNNprop) also runs them in chunks of ``STEP_CHUNK_ROWS`` coordinates.
 """
 
@@ -34,7 +36,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
-from l2o.rules import kernels
+from l2o.rules import kernels, native_network
 from l2o.rules.base import State, StepContext, UpdateRule
 
 
@@ -92,7 +94,9 @@ class CoordinateLSTMRule(UpdateRule):
         matrix products, which it leaves alone, dominate, and a deployment step's compiled cell
         (one loop for ``h'``, ``c'``, then copied into the step's rows: 182 µs at 16,384 rows,
         with the copies, against 410 µs for the eager in-place cell) loses most of its gain to the ~30 µs of each compiled call: 0.987 of the
-        eager step at 1M parameters (paired steps)."""
+        eager step at 1M parameters (paired steps). Where the native network kernel applies
+        (:mod:`~l2o.rules.native_network`) a step without autograd runs it instead, and this
+        setting affects meta-training and the torch path only."""
         self.compiled = bool(enabled)
         return self
 
@@ -172,13 +176,11 @@ class CoordinateLSTMRule(UpdateRule):
         """``(B, n, F) -> (B, n, K)`` raw outputs and the new ``h``, ``c`` (written into
         ``ctx``'s spare tensors on the chunked path when it has some of their shape)."""
         inputs, h, c = self._network_inputs(features, h, c)
-        rows = inputs.shape[0]
-        weights = self._gate_weights()
         if not self._chunked(features):
-            raw, h, c = self._network_rows(inputs, h, c, weights)
+            raw, h, c = self._network_rows(inputs, h, c)
         else:  # CPU deployment on a large model: chunks keep each chunk's gates in cache
             h_next, c_next = self._next_states(h, c, ctx)
-            raw = self._network_into(inputs, h, c, weights, (h_next, c_next), slice(0, rows))
+            raw = self._network_into(inputs, h, c, (h_next, c_next), slice(0, inputs.shape[0]))
             h, c = h_next, c_next
         return raw.to(features.dtype).reshape(*features.shape[:2], len(self.heads)), h, c
 
@@ -243,11 +245,38 @@ class CoordinateLSTMRule(UpdateRule):
         shared = self.__dict__.get("_shared_gate_weights")
         return kernels.lstm_gate_weights(self.lstm) if shared is None else shared
 
-    def _network_into(self, inputs: Tensor, h: Tensor, c: Tensor, weights: list[tuple[Tensor, Tensor | None]],
-                      out: tuple[Tensor, Tensor], coordinates: slice) -> Tensor:
+    def _native_kernel(self, inputs: Tensor):
+        """The native network kernel (:mod:`~l2o.rules.native_network`) when it applies to the
+        rows ``inputs``: float32 on the CPU without autograd (not traced), a supported shape, a
+        compiler; else None (the torch path)."""
+        if (torch.is_grad_enabled() or inputs.device.type != "cpu" or self.out.weight.dtype != torch.float32
+                or torch.compiler.is_compiling()):
+            return None
+        shape = native_network.NetworkShape(self.hidden_size if self.input is not None else self.num_features,
+                                            self.hidden_size, self.num_layers, len(self.heads),
+                                            not isinstance(self.hidden, nn.Identity))
+        return native_network.library(shape) if native_network.supported(shape) else None
+
+    def _native_weights(self) -> native_network.PackedWeights:
+        """:func:`native_network.pack_weights` of this rule, repacked when a parameter changed
+        (its storage or its version counter: optimizer steps, ``load_state_dict``)."""
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        cached = self.__dict__.get("_native_packed")
+        if cached is None or cached[0] != key:
+            hidden = None if isinstance(self.hidden, nn.Identity) else self.hidden[0]
+            cached = (key, native_network.pack_weights(self.lstm, hidden, self.out))
+            self.__dict__["_native_packed"] = cached
+        return cached[1]
+
+    def _network_into(self, inputs: Tensor, h: Tensor, c: Tensor, out: tuple[Tensor, Tensor],
+                      coordinates: slice) -> Tensor:
         """Raw outputs ``(R, K)`` of the rows ``coordinates`` of the state, whose inputs are
-        ``inputs`` ``(R, F)``, in chunks of ``kernels.LSTM_CHUNK_ROWS``, with their new ``h``,
-        ``c`` written into those rows of ``out``."""
+        ``inputs`` ``(R, F)``, with their new ``h``, ``c`` written into those rows of ``out``: in
+        one native call, or in chunks of ``kernels.LSTM_CHUNK_ROWS`` through torch."""
+        if self._native_kernel(inputs) is not None:
+            return self._network_rows(inputs, h[:, coordinates], c[:, coordinates],
+                                      out=(out[0][:, coordinates], out[1][:, coordinates]))[0]
+        weights = self._gate_weights()
         raw = inputs.new_empty(coordinates.stop - coordinates.start, len(self.heads))
         for rows in self._chunks(coordinates.stop - coordinates.start):
             part = slice(coordinates.start + rows.start, coordinates.start + rows.stop)
@@ -255,12 +284,22 @@ class CoordinateLSTMRule(UpdateRule):
                                            out=(out[0][:, part], out[1][:, part]))[0]
         return raw
 
-    def _network_rows(self, inputs: Tensor, h: Tensor, c: Tensor, weights: list[tuple[Tensor, Tensor | None]],
+    def _network_rows(self, inputs: Tensor, h: Tensor, c: Tensor,
+                      weights: list[tuple[Tensor, Tensor | None]] | None = None,
                       out: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """``(R, F)`` rows -> ``(R, K)`` raw outputs and the new ``h``, ``c`` (written into
-        ``out`` when given)."""
+        ``out`` when given): the native kernel where it applies, else torch's kernels with
+        ``weights`` (:meth:`_gate_weights` when None)."""
         if self.input is not None:
             inputs = self.input(inputs)
+        kernel = self._native_kernel(inputs)
+        if kernel is not None:
+            if out is None:
+                h, c = h.contiguous(), c.contiguous()
+            h_out, c_out = (torch.empty_like(h), torch.empty_like(c)) if out is None else out
+            raw = native_network.network_rows(kernel, self._native_weights(), inputs, h, c, h_out, c_out)
+            return raw, h_out, c_out
+        weights = self._gate_weights() if weights is None else weights
         out, h, c = kernels.stacked_lstm(inputs, h, c, weights, self.compiled, out)
         if torch.is_grad_enabled():
             return kernels.output_affine(self.hidden(out), self.out.weight, self.out.bias), h, c
@@ -293,7 +332,6 @@ class CoordinateLSTMRule(UpdateRule):
         """
         state = {**state, **self.instance_statistics(x, grad, state, ctx)}
         h, c = self._network_states(state["h"], state["c"], x.shape[1])
-        weights = self._gate_weights()
         h_next, c_next = self._next_states(h, c, ctx)
         x_next = self._output_like(x, ctx)
         coordinate_state: State = {}
@@ -302,7 +340,7 @@ class CoordinateLSTMRule(UpdateRule):
             chunk_state = {k: v[:, part] if torch.is_tensor(v) and v.shape == x.shape else v for k, v in state.items()}
             features, feature_state = self.features(x[:, part], grad[:, part], chunk_state, ctx)
             inputs = self._rows(features.to(x.dtype))
-            raw = self._network_into(inputs, h, c, weights, (h_next, c_next), part).to(x.dtype)
+            raw = self._network_into(inputs, h, c, (h_next, c_next), part).to(x.dtype)
             outputs = {name: raw[None, :, i] for i, name in enumerate(self.heads)}
             chunk_state = {**chunk_state, **feature_state}
             x_part, update_state = self.update(x[:, part], grad[:, part], outputs, chunk_state, ctx)

@@ -251,7 +251,8 @@ def test_chunked_step_refuses_an_update_with_state_that_is_not_per_coordinate(mo
         rule.step(x, x, rule.init_state(x, ctx), ctx)
 
 
-def test_compiled_lstm_rule_trains_and_deploys_like_the_eager_rule():
+def test_compiled_lstm_rule_trains_and_deploys_like_the_eager_rule(monkeypatch):
+    monkeypatch.setenv("L2O_NATIVE", "0")  # the compiled cells run where the native kernel does not
     torch.manual_seed(0)
     eager = GoMathRule()
     compiled = copy.deepcopy(eager).compile_kernels()
@@ -288,6 +289,7 @@ def test_matmul_flop_count_is_what_torch_counts(name, monkeypatch):
     from l2o.rules import build_rule
 
     monkeypatch.setattr(kernels, "ALIGNMENT", 1)
+    monkeypatch.setenv("L2O_NATIVE", "0")  # torch's path (the native kernel's products are not torch's)
     rule = build_rule(name)
     rows = 37
     features = torch.randn(1, rows, rule.num_features)
@@ -298,7 +300,7 @@ def test_matmul_flop_count_is_what_torch_counts(name, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["gomath", "mathl2o", "l2l", "rnnprop"])
-def test_matmul_shapes_are_the_products_the_network_runs(name):
+def test_matmul_shapes_are_the_products_the_network_runs(name, monkeypatch):
     """``matmul_shapes()`` lists the (K, N) of every ``mm``/``addmm`` of a forward over a batch
     of rows, in order (the shapes ``scripts/benchmark.py`` times)."""
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -317,6 +319,7 @@ def test_matmul_shapes_are_the_products_the_network_runs(name):
                 products.append((left.shape[0], weight.shape[1], weight.shape[0]))
             return func(*args, **(kwargs or {}))
 
+    monkeypatch.setenv("L2O_NATIVE", "0")  # torch's path, whose products benchmark.py times
     rule = build_rule(name)
     rows = 37
     features = torch.randn(1, rows, rule.num_features)

@@ -1,0 +1,177 @@
+// The coordinate-wise LSTM network's deployment forward (l2o/rules/native_network.py): one step
+// over rows, float32, AVX-512, every layer of a group of 4 rows in registers; H = 16q + 4.
+#include <stdint.h>
+#include <string.h>
+#include <immintrin.h>
+
+#ifndef __AVX512F__
+#error "the fused kernel needs AVX-512 (-mavx512f)"
+#endif
+
+#ifndef F0
+#error "compile with -DF0= -DH= -DL= -DK= -DHIDDEN="
+#endif
+constexpr int V = 16;             // floats per vector
+constexpr int Q = H / V;          // full vectors per gate; the 4 remaining units of all 4 gates share one
+static_assert(H % V == 4, "the fused kernel takes H = 16q + 4 hidden units");
+constexpr int NV = 4 * Q + 1;     // gate vectors per row: [i f g o] per block of 16 units, then the rest
+constexpr int GP = NV * V;        // = 4H
+constexpr int HP = (Q + 1) * V;   // the hidden layer's outputs, padded
+constexpr int ROWS = 4;           // rows per group (the remainder vectors of 4 rows transpose into 4)
+
+typedef float vec __attribute__((vector_size(64)));
+typedef int32_t ivec __attribute__((vector_size(64)));
+
+static inline vec splat(float a) { return a - (vec){}; }
+static inline vec load(const float *p) { vec v; memcpy(&v, p, sizeof v); return v; }
+static inline void store(float *p, vec v) { memcpy(p, &v, sizeof v); }
+
+// exp(r) for |r| ≤ ln 2 / 2: Cephes' expf polynomial (degree 6).
+static inline vec exp_polynomial(vec r) {
+    vec p = splat(1.9875691500e-4f);
+    p = p * r + splat(1.3981999507e-3f);
+    p = p * r + splat(8.3334519073e-3f);
+    p = p * r + splat(4.1665795894e-2f);
+    p = p * r + splat(1.6666665459e-1f);
+    p = p * r + splat(5.0000001201e-1f);
+    return p * (r * r) + r + splat(1.0f);
+}
+
+// σ(x) = 1 / (1 + exp(−x)), −x = n ln 2 + r, clamped at 88.376 (exp finite; σ ≈ 4e-39 there).
+static inline vec sigmoid(vec x) {  // 2ⁿ by scalef, 1/d by rcp14 and one Newton step
+    __m512 t = _mm512_min_ps((__m512)-x, _mm512_set1_ps(88.3762626647949f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(t, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), t);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 d = _mm512_add_ps(_mm512_scalef_ps((__m512)exp_polynomial((vec)r), n), _mm512_set1_ps(1.0f));
+    __m512 y = _mm512_rcp14_ps(d);
+    return (vec)_mm512_mul_ps(y, _mm512_fnmadd_ps(d, y, _mm512_set1_ps(2.0f)));
+}
+
+// acc[i] (ROWS × NO vectors) += a (ROWS × KA, row stride SA) W (KA × NO·V).
+template <int NO, int KA, int SA>
+static inline void accumulate(vec (&acc)[ROWS][NO], const float *a, const float *w) {
+    for (int k = 0; k < KA; k++) {
+        vec wk[NO];
+        for (int j = 0; j < NO; j++) wk[j] = load(w + (k * NO + j) * V);
+        for (int i = 0; i < ROWS; i++) {
+            vec s = splat(a[i * SA + k]);
+            for (int j = 0; j < NO; j++) acc[i][j] += s * wk[j];
+        }
+    }
+}
+
+// c' = s_f c + s_i (2 s_g − 1), h' = s_o (2σ(2c') − 1) = s_o tanh(c').
+static inline void cell(vec i, vec f, vec g, vec o, vec c, vec &c_next, vec &h_next) {
+    c_next = f * c + i * (splat(2.0f) * g - splat(1.0f));
+    h_next = o * (splat(2.0f) * sigmoid(c_next + c_next) - splat(1.0f));
+}
+
+// 4 × 4 blocks of 4 floats: out[b] lane-block a = in[a] lane-block b.
+static inline void transpose_blocks(const vec (&in)[ROWS], vec (&out)[ROWS]) {
+    vec t0 = __builtin_shufflevector(in[0], in[1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+    vec t1 = __builtin_shufflevector(in[0], in[1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    vec t2 = __builtin_shufflevector(in[2], in[3], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+    vec t3 = __builtin_shufflevector(in[2], in[3], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    out[0] = __builtin_shufflevector(t0, t2, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    out[1] = __builtin_shufflevector(t0, t2, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    out[2] = __builtin_shufflevector(t1, t3, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    out[3] = __builtin_shufflevector(t1, t3, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+}
+
+// One layer for 4 rows: x (4 × KX, stride KX), h, c, h_out, c_out (4 × H, stride H);
+// w ((KX + H) × GP): [W_ih | W_hh]ᵀ with the g rows doubled and the gate columns grouped
+// (per block of 16 units i, f, g, o; then the last 4 units of i, f, g, o); bias (GP).
+template <int KX>
+static inline void layer(const float *x, const float *h, const float *c, float *h_out, float *c_out,
+                         const float *w, const float *bias) {
+    vec acc[ROWS][NV];
+    for (int i = 0; i < ROWS; i++)
+        for (int j = 0; j < NV; j++) acc[i][j] = load(bias + j * V);
+    accumulate<NV, KX, KX>(acc, x, w);
+    accumulate<NV, H, H>(acc, h, w + KX * GP);
+    for (int i = 0; i < ROWS; i++)
+        for (int j = 0; j < NV; j++) acc[i][j] = sigmoid(acc[i][j]);
+    for (int i = 0; i < ROWS; i++)
+        for (int b = 0; b < Q; b++) {
+            vec c_next, h_next;
+            cell(acc[i][4 * b], acc[i][4 * b + 1], acc[i][4 * b + 2], acc[i][4 * b + 3],
+                 load(c + i * H + b * V), c_next, h_next);
+            store(c_out + i * H + b * V, c_next);
+            store(h_out + i * H + b * V, h_next);
+        }
+    vec rest[ROWS], gate[ROWS];
+    for (int i = 0; i < ROWS; i++) rest[i] = acc[i][NV - 1];
+    transpose_blocks(rest, gate);  // gate[0] = [i of rows 0..3], then f, g, o
+    alignas(64) float tail[V], c_tail[V], h_tail[V];
+    for (int i = 0; i < ROWS; i++) memcpy(tail + 4 * i, c + i * H + Q * V, 4 * sizeof(float));
+    vec c_next, h_next;
+    cell(gate[0], gate[1], gate[2], gate[3], load(tail), c_next, h_next);
+    store(c_tail, c_next);
+    store(h_tail, h_next);
+    for (int i = 0; i < ROWS; i++) {
+        memcpy(c_out + i * H + Q * V, c_tail + 4 * i, 4 * sizeof(float));
+        memcpy(h_out + i * H + Q * V, h_tail + 4 * i, 4 * sizeof(float));
+    }
+}
+
+// The network for 4 rows: x (4 × F0); h, c, h_out, c_out: layer l's 4 rows at + l·stride.
+static inline void group(const float *x, const float *h, const float *c, float *h_out, float *c_out, int64_t stride,
+                         float *raw, const float *const *w, const float *const *bias,
+                         const float *wh, const float *bh, const float *wo, const float *bo) {
+    layer<F0>(x, h, c, h_out, c_out, w[0], bias[0]);
+    for (int l = 1; l < L; l++)
+        layer<H>(h_out + (l - 1) * stride, h + l * stride, c + l * stride, h_out + l * stride, c_out + l * stride,
+                 w[l], bias[l]);
+    const float *top = h_out + (L - 1) * stride;
+    vec out[ROWS][1];
+    for (int i = 0; i < ROWS; i++) out[i][0] = load(bo);
+    if constexpr (HIDDEN) {
+        vec hidden[ROWS][Q + 1];
+        for (int i = 0; i < ROWS; i++)
+            for (int j = 0; j <= Q; j++) hidden[i][j] = load(bh + j * V);
+        accumulate<Q + 1, H, H>(hidden, top, wh);
+        alignas(64) float relu[ROWS * HP];
+        for (int i = 0; i < ROWS; i++)
+            for (int j = 0; j <= Q; j++)
+                store(relu + i * HP + j * V, hidden[i][j] > splat(0.0f) ? hidden[i][j] : splat(0.0f));
+        accumulate<1, H, HP>(out, relu, wo);
+    } else {
+        accumulate<1, H, H>(out, top, wo);
+    }
+    for (int i = 0; i < ROWS; i++) {
+        alignas(64) float heads[V];
+        store(heads, out[i][0]);
+        memcpy(raw + i * K, heads, K * sizeof(float));
+    }
+}
+
+// `rows` rows: x (rows × F0); h, c, h_out, c_out: layer l's rows at + l·layer_stride (rows × H,
+// row stride H); raw (rows × K). w[l], bias[l]: layer l's weights as `layer` takes them; wh
+// (H × HP), bh (HP): the hidden layer transposed and padded; wo (H × V), bo (V): the heads.
+extern "C" void l2o_network_rows(int64_t rows, int64_t layer_stride, const float *x, const float *h,
+                                 const float *c, float *h_out, float *c_out, float *raw,
+                                 const float *const *w, const float *const *bias,
+                                 const float *wh, const float *bh, const float *wo, const float *bo) {
+    int64_t r = 0;
+    for (; r + ROWS <= rows; r += ROWS)
+        group(x + r * F0, h + r * H, c + r * H, h_out + r * H, c_out + r * H, layer_stride, raw + r * K,
+              w, bias, wh, bh, wo, bo);
+    if (r == rows) return;
+    // the last 1-3 rows through zero-padded copies (each row's arithmetic is the same)
+    int n = (int)(rows - r);
+    float xs[ROWS * F0] = {}, hs[L * ROWS * H] = {}, cs[L * ROWS * H] = {};
+    float h_outs[L * ROWS * H], c_outs[L * ROWS * H], raws[ROWS * K];
+    memcpy(xs, x + r * F0, n * F0 * sizeof(float));
+    for (int l = 0; l < L; l++) {
+        memcpy(hs + l * ROWS * H, h + l * layer_stride + r * H, n * H * sizeof(float));
+        memcpy(cs + l * ROWS * H, c + l * layer_stride + r * H, n * H * sizeof(float));
+    }
+    group(xs, hs, cs, h_outs, c_outs, ROWS * H, raws, w, bias, wh, bh, wo, bo);
+    memcpy(raw + r * K, raws, n * K * sizeof(float));
+    for (int l = 0; l < L; l++) {
+        memcpy(h_out + l * layer_stride + r * H, h_outs + l * ROWS * H, n * H * sizeof(float));
+        memcpy(c_out + l * layer_stride + r * H, c_outs + l * ROWS * H, n * H * sizeof(float));
+    }
+}

@@ -1,0 +1,190 @@
+"""The coordinate-wise LSTM network's deployment forward as one native kernel (CPU, float32).
+
+A step without autograd evaluates, per row (a coordinate),
+
+``h'_l, c'_l = LSTMCell_l([h'_{l-1} | h_l], c_l)`` for l = 1 … L (``h'_0`` = the features),
+``raw = W_o ReLU(W_h h'_L + b_h) + b_o`` (the hidden layer when the rule has one),
+
+which torch runs as a dozen passes per layer over a chunk's ``(rows, 4H)`` gates
+(:func:`l2o.rules.kernels.stacked_lstm`). ``native_network.cpp`` runs the whole network for 4
+rows at a time in AVX-512 registers: the gate products as broadcast FMAs over the transposed
+weights (with the 4 gates of each block of 16 hidden units in 4 vectors, the last 4 units of
+all 4 gates in a fifth, so ``c'``, ``h'`` need no shuffles but one 4 × 4 transpose for those last
+units), σ by Cephes' ``expf`` polynomial, ``scalef`` and a reciprocal with one Newton step
+(within 2 ulp of torch's σ, so the network's outputs within a few ulp of the torch path: tested),
+``tanh(c') = 2σ(2c') − 1`` as in the torch path, and the heads, writing only ``h'``, ``c'`` and
+``raw``. Rows are independent and each row's arithmetic is the same wherever it falls, so
+any split into chunks or threads gives the same numbers.
+
+It is compiled on first use with the system's C++ compiler (``$CXX``, else ``g++``) for the
+network's shape (``-DF0 -DH -DL -DK -DHIDDEN``), into ``$L2O_CACHE_DIR`` (default
+``~/.cache/l2o``), and loaded with ``ctypes``; calls run in threads (``ctypes`` releases the GIL),
+``torch.get_num_threads()`` of them. It applies to float32 CPU rows without autograd, on CPUs
+where torch dispatches AVX-512 (``torch.backends.cpu.get_cpu_capability()``), to ``H = 16q + 4``
+(20 in every paper's rule), unless ``L2O_NATIVE=0``. Where it does not apply, or the compiler
+is missing or fails (one warning), the torch path runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+SOURCE = Path(__file__).with_name("native_network.cpp")
+FLAGS = ("-O3", "-mavx512f", "-mfma", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC")
+VECTOR = 16  # float32 lanes of an AVX-512 register
+GROUP_ROWS = 4  # rows the kernel takes at a time
+#: Rows below which a call runs in one thread (a thread's start costs about what 4,096 rows do).
+MIN_ROWS_PER_THREAD = 4096
+
+
+@dataclass(frozen=True)
+class NetworkShape:
+    """What the kernel is compiled for: the LSTM's input width F0, hidden size H, layers L, heads
+    K, and whether a ``Linear(H, H) + ReLU`` hidden layer precedes the heads."""
+
+    inputs: int
+    hidden: int
+    layers: int
+    heads: int
+    hidden_layer: bool
+
+    def defines(self) -> list[str]:
+        return [f"-DF0={self.inputs}", f"-DH={self.hidden}", f"-DL={self.layers}", f"-DK={self.heads}",
+                f"-DHIDDEN={int(self.hidden_layer)}"]
+
+
+def supported(shape: NetworkShape) -> bool:
+    """Whether the kernel takes ``shape`` (``H = 16q + 4``, at most 16 heads) on this machine."""
+    return (os.environ.get("L2O_NATIVE", "1") != "0" and shape.hidden % VECTOR == 4 and 1 <= shape.heads <= VECTOR
+            and torch.backends.cpu.get_cpu_capability() == "AVX512")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("L2O_CACHE_DIR", Path.home() / ".cache" / "l2o")) / "native"
+
+
+@functools.cache
+def library(shape: NetworkShape) -> ctypes.CDLL | None:
+    """The kernel compiled for ``shape`` (cached on disk by source, flags and shape), or None after
+    one warning when no compiler is found or compiling fails."""
+    compiler = shutil.which(os.environ.get("CXX", "g++"))
+    if compiler is None:
+        warnings.warn("l2o: no C++ compiler ($CXX or g++) for the native network kernel; using torch's path")
+        return None
+    command = [compiler, *FLAGS, *shape.defines()]
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(command).encode()).hexdigest()[:20]
+    target = cache_dir() / f"network-{key}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+            built = Path(scratch) / target.name
+            result = subprocess.run([*command, str(SOURCE), "-o", str(built)], capture_output=True, text=True)
+            if result.returncode != 0:
+                warnings.warn(f"l2o: compiling the native network kernel failed; using torch's path:\n"
+                              f"{result.stderr[-2000:]}")
+                return None
+            os.replace(built, target)  # atomic: concurrent processes see the whole file or none
+    kernel = ctypes.CDLL(str(target))
+    kernel.l2o_network_rows.restype = None
+    kernel.l2o_network_rows.argtypes = [ctypes.c_int64, ctypes.c_int64] + [ctypes.c_void_p] * 12
+    return kernel
+
+
+@dataclass(frozen=True)
+class PackedWeights:
+    """The network's weights as the kernel reads them (float32, contiguous, padded)."""
+
+    gates: tuple[Tensor, ...]  # per layer ``(F_l + H, 4H)``: ``[W_ih | W_hh]ᵀ``, g rows doubled, columns grouped
+    biases: tuple[Tensor, ...]  # per layer ``(4H,)``: ``b_ih + b_hh``, the same scaling and order
+    hidden: tuple[Tensor, Tensor] | None  # ``(H, 16⌈H/16⌉)``, ``(16⌈H/16⌉,)``
+    heads: tuple[Tensor, Tensor]  # ``(H, 16)``, ``(16,)``
+    outputs: int  # K, the heads that are not padding
+
+
+def gate_columns(hidden: int) -> Tensor:
+    """The kernel's order of the 4H gate columns (``nn.LSTM``'s order i, f, g, o): for each
+    block of 16 hidden units its i, f, g, o, then the last 4 units of i, f, g, o."""
+    blocks = hidden // VECTOR
+    order = [gate * hidden + unit for block in range(blocks) for gate in range(4)
+             for unit in range(block * VECTOR, (block + 1) * VECTOR)]
+    order += [gate * hidden + unit for gate in range(4) for unit in range(blocks * VECTOR, hidden)]
+    return torch.tensor(order)
+
+
+def padded_transpose(weight: Tensor, bias: Tensor, width: int) -> tuple[Tensor, Tensor]:
+    """``(N, K), (N,) -> (K, width), (width,)``: ``Wᵀ`` and ``b`` with zero columns up to ``width``."""
+    transposed = weight.new_zeros(weight.shape[1], width)
+    transposed[:, : weight.shape[0]] = weight.t()
+    padded = bias.new_zeros(width)
+    padded[: bias.shape[0]] = bias
+    return transposed, padded
+
+
+@torch.no_grad()
+def pack_weights(lstm: torch.nn.LSTM, hidden_layer: torch.nn.Linear | None, heads: torch.nn.Linear) -> PackedWeights:
+    """:class:`PackedWeights` of an ``nn.LSTM``, the optional hidden layer and the heads."""
+    size = lstm.hidden_size
+    columns = gate_columns(size)
+    scale = torch.ones(4 * size)
+    scale[2 * size : 3 * size] = 2.0  # tanh(g) = 2σ(2g) − 1
+    gates, biases = [], []
+    for layer in range(lstm.num_layers):
+        weight = torch.cat([getattr(lstm, f"weight_ih_l{layer}"), getattr(lstm, f"weight_hh_l{layer}")], dim=1)
+        bias = getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
+        gates.append((weight.float() * scale[:, None])[columns].t().contiguous())
+        biases.append((bias.float() * scale)[columns].contiguous())
+    padded = -(-size // VECTOR) * VECTOR
+    hidden = None if hidden_layer is None else padded_transpose(hidden_layer.weight.float(), hidden_layer.bias.float(), padded)
+    return PackedWeights(tuple(gates), tuple(biases), hidden,
+                         padded_transpose(heads.weight.float(), heads.bias.float(), VECTOR), heads.out_features)
+
+
+@functools.cache
+def _threads(count: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(count, thread_name_prefix="l2o-native")
+
+
+def network_rows(kernel: ctypes.CDLL, weights: PackedWeights, inputs: Tensor, h: Tensor, c: Tensor,
+                 h_out: Tensor, c_out: Tensor) -> Tensor:
+    """The network's raw outputs ``(R, K)`` for ``inputs`` ``(R, F0)``, writing the new states.
+
+    ``h``, ``c``, ``h_out``, ``c_out``: ``(L, R, H)`` float32 views whose rows are contiguous
+    and whose layers are one common stride apart (e.g. rows of ``(L, N, H)`` states).
+    """
+    rows, layer_stride = inputs.shape[0], h.stride(0)
+    if any(t.stride()[1:] != (t.shape[2], 1) or t.stride(0) != layer_stride for t in (h, c, h_out, c_out)):
+        raise ValueError("network_rows needs states with contiguous rows and one layer stride")
+    inputs = inputs.contiguous()
+    raw = inputs.new_empty(rows, weights.outputs)
+    if rows == 0:
+        return raw
+    matrices = (ctypes.c_void_p * len(weights.gates))(*(w.data_ptr() for w in weights.gates))
+    biases = (ctypes.c_void_p * len(weights.biases))(*(b.data_ptr() for b in weights.biases))
+    hidden = (0, 0) if weights.hidden is None else (weights.hidden[0].data_ptr(), weights.hidden[1].data_ptr())
+
+    def run(start: int, stop: int) -> None:
+        kernel.l2o_network_rows(stop - start, layer_stride, inputs[start].data_ptr(), h[0, start].data_ptr(),
+                                c[0, start].data_ptr(), h_out[0, start].data_ptr(), c_out[0, start].data_ptr(),
+                                raw[start].data_ptr(), matrices, biases, *hidden,
+                                weights.heads[0].data_ptr(), weights.heads[1].data_ptr())
+
+    threads = max(1, min(torch.get_num_threads(), rows // MIN_ROWS_PER_THREAD))
+    bounds = [min(rows, -(-rows * part // threads // GROUP_ROWS) * GROUP_ROWS) for part in range(threads + 1)]
+    futures = [_threads(threads).submit(run, a, b) for a, b in zip(bounds[1:-1], bounds[2:])] if threads > 1 else []
+    run(bounds[0], bounds[1])
+    for future in futures:
+        future.result()
+    return raw

@@ -1,0 +1,138 @@
+"""The native network kernel equals the torch path it replaces (values, states, steps)."""
+
+import copy
+
+import pytest
+import torch
+
+from l2o.optim import LearnedOptimizer
+from l2o.rules import build_rule, native_network
+
+SHAPE = native_network.NetworkShape(3, 20, 2, 3, True)
+needs_kernel = pytest.mark.skipif(
+    not native_network.supported(SHAPE) or native_network.library(SHAPE) is None,
+    reason="the native kernel needs an AVX-512 CPU and a C++ compiler")
+
+
+def forward(rule, features, h, c, native, monkeypatch):
+    """``rule.network`` without autograd, through the native kernel or torch's path."""
+    monkeypatch.setenv("L2O_NATIVE", "1" if native else "0")
+    with torch.no_grad():
+        return rule.network(features, h, c)
+
+
+def case(rule, rows, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    for parameter in rule.parameters():  # larger than the default init: σ and the cell's ranges in use
+        parameter.data = torch.randn(parameter.shape, generator=generator) * 0.6
+    features = torch.randn(1, rows, rule.num_features, generator=generator) * 3
+    h = torch.randn(rule.num_layers, rows, rule.hidden_size, generator=generator)
+    c = torch.randn(rule.num_layers, rows, rule.hidden_size, generator=generator) * 2
+    return features, h, c
+
+
+@needs_kernel
+@pytest.mark.parametrize("rows", [1, 3, 4, 5, 37, 8195])  # partial groups of 4; 8,195 rows in 2 threads
+@pytest.mark.parametrize("name", ["gomath", "mathl2o", "l2l", "rnnprop"])
+def test_native_network_equals_the_torch_path(name, rows, monkeypatch):
+    rule = build_rule(name)
+    features, h, c = case(rule, rows)
+    native = forward(rule, features, h, c, True, monkeypatch)
+    reference = forward(rule, features, h, c, False, monkeypatch)
+    for fast, slow, what in zip(native, reference, ("raw", "h", "c")):
+        assert fast.shape == slow.shape
+        torch.testing.assert_close(fast, slow, rtol=1e-5, atol=2e-6, msg=what)
+    assert not torch.equal(native[0], reference[0]) or rows < 4  # it did run the kernel (other rounding)
+
+
+@needs_kernel
+@pytest.mark.parametrize("hidden_size, num_layers", [(4, 1), (36, 3)])
+def test_native_network_takes_other_sizes(hidden_size, num_layers, monkeypatch):
+    rule = build_rule("gomath", hidden_size=hidden_size, num_layers=num_layers)
+    features, h, c = case(rule, 41)
+    for fast, slow in zip(forward(rule, features, h, c, True, monkeypatch),
+                          forward(rule, features, h, c, False, monkeypatch)):
+        torch.testing.assert_close(fast, slow, rtol=1e-5, atol=2e-6)
+
+
+@needs_kernel
+def test_rows_are_independent_of_threads_and_chunks(monkeypatch):
+    """Each row's arithmetic is the same wherever it falls: one thread or two, whole or in two
+    calls, bit for bit."""
+    rule = build_rule("gomath")
+    features, h, c = case(rule, 9001)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = forward(rule, features, h, c, True, monkeypatch)
+        torch.set_num_threads(2)
+        double = forward(rule, features, h, c, True, monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+    parts = [forward(rule, features[:, rows], h[:, rows], c[:, rows], True, monkeypatch)
+             for rows in (slice(0, 4321), slice(4321, 9001))]
+    for index, (one, two) in enumerate(zip(single, double)):
+        assert torch.equal(one, two)
+        assert torch.equal(one, torch.cat([part[index] for part in parts], dim=1))  # (1, n, K), (L, n, H)
+
+
+@needs_kernel
+def test_packed_weights_follow_parameter_updates(monkeypatch):
+    rule = build_rule("gomath")
+    features, h, c = case(rule, 64)
+    before = forward(rule, features, h, c, True, monkeypatch)[0]
+    with torch.no_grad():
+        rule.out.bias.add_(1.0)  # in place: same storage, a new version
+    after = forward(rule, features, h, c, True, monkeypatch)[0]
+    torch.testing.assert_close(after, before + 1.0, rtol=1e-6, atol=1e-6)
+    rule.load_state_dict(build_rule("gomath").state_dict())
+    torch.testing.assert_close(forward(rule, features, h, c, True, monkeypatch)[0],
+                               forward(rule, features, h, c, False, monkeypatch)[0], rtol=1e-5, atol=2e-6)
+
+
+@needs_kernel
+def test_drop_in_steps_equal_the_torch_path(monkeypatch):
+    """Three drop-in steps on 20,005 parameters (the chunked step: features and update in chunks,
+    the network in one native call per chunk)."""
+    torch.manual_seed(0)
+    rule = build_rule("gomath")
+
+    def deploy(native):
+        monkeypatch.setenv("L2O_NATIVE", "1" if native else "0")
+        torch.manual_seed(1)
+        parameter = torch.nn.Parameter(torch.linspace(-1, 1, 20005))
+        optimizer = LearnedOptimizer([parameter], rule=copy.deepcopy(rule), lr=0.1)
+        for _ in range(3):
+            optimizer.zero_grad()
+            (parameter - 0.5).square().sum().backward()
+            optimizer.step()
+        return parameter.detach()
+
+    torch.testing.assert_close(deploy(True), deploy(False), rtol=1e-5, atol=1e-6)
+
+
+def test_kernel_does_not_apply_to_float64_autograd_or_odd_sizes(monkeypatch):
+    rule = build_rule("gomath")
+    rows = torch.zeros(5, 3)
+    assert rule.double()._native_kernel(rows.double()) is None
+    with torch.enable_grad():
+        assert build_rule("gomath")._native_kernel(rows) is None
+    assert not native_network.supported(native_network.NetworkShape(3, 21, 2, 3, True))
+    monkeypatch.setenv("L2O_NATIVE", "0")
+    assert not native_network.supported(SHAPE)
+
+
+def test_a_failing_compiler_warns_once_and_falls_back_to_torch(monkeypatch, tmp_path):
+    if not native_network.supported(SHAPE):
+        pytest.skip("the native kernel needs an AVX-512 CPU")
+    monkeypatch.setenv("L2O_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CXX", "false")  # a "compiler" that exits 1
+    shape = native_network.NetworkShape(3, 20, 2, 2, False)  # a shape no other test builds
+    native_network.library.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="compiling the native network kernel failed"):
+            assert native_network.library(shape) is None
+        assert native_network.library(shape) is None  # remembered: no second warning, no retry
+    finally:
+        native_network.library.cache_clear()
+    assert not list(tmp_path.rglob("*.so"))
