@@ -59,8 +59,10 @@ def gradient_features(
     """
     parts = gradient_feature_parts(grad, x, l1)
     scales = first_value_scale(scales, part_norms(parts).detach())
-    tiny = torch.finfo(grad.dtype).tiny
-    return torch.stack(parts, dim=-1) / scales.clamp_min(tiny)[:, None, :], scales
+    divisors = scales.clamp_min(torch.finfo(grad.dtype).tiny).unbind(-1)
+    # each contiguous part divided, then stacked: the same numbers as dividing the stacked
+    # (B, n, 3), whose innermost size 3 torch divides at a fifth of the rate (1M coordinates)
+    return torch.stack([part / divisor[:, None] for part, divisor in zip(parts, divisors)], dim=-1), scales
 
 
 def gradient_feature_parts(grad: Tensor, x: Tensor, l1: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -118,7 +118,7 @@ static inline void layer(const float *x, const float *h, const float *c, float *
 
 // The network for 4 rows: x (4 × F0); h, c, h_out, c_out: layer l's 4 rows at + l·stride.
 static inline void group(const float *x, const float *h, const float *c, float *h_out, float *c_out, int64_t stride,
-                         float *raw, const float *const *w, const float *const *bias,
+                         float *raw, int64_t raw_stride, const float *const *w, const float *const *bias,
                          const float *wh, const float *bh, const float *wo, const float *bo) {
     layer<F0>(x, h, c, h_out, c_out, w[0], bias[0]);
     for (int l = 1; l < L; l++)
@@ -140,36 +140,42 @@ static inline void group(const float *x, const float *h, const float *c, float *
     } else {
         accumulate<1, H, H>(out, top, wo);
     }
-    for (int i = 0; i < ROWS; i++) {
-        alignas(64) float heads[V];
-        store(heads, out[i][0]);
-        memcpy(raw + i * K, heads, K * sizeof(float));
-    }
+    alignas(64) float heads[ROWS][V];
+    for (int i = 0; i < ROWS; i++) store(heads[i], out[i][0]);
+    for (int k = 0; k < K; k++)  // head-major: each head's outputs contiguous
+        for (int i = 0; i < ROWS; i++) raw[k * raw_stride + i] = heads[i][k];
 }
 
 // `rows` rows: x (rows × F0); h, c, h_out, c_out: layer l's rows at + l·layer_stride (rows × H,
-// row stride H); raw (rows × K). w[l], bias[l]: layer l's weights as `layer` takes them; wh
+// row stride H); raw: head k's rows at + k·raw_stride. w[l], bias[l]: layer l's weights as `layer` takes them; wh
 // (H × HP), bh (HP): the hidden layer transposed and padded; wo (H × V), bo (V): the heads.
+// The groups of 4 rows run in OpenMP's threads (torch's own pool: the process has loaded its
+// libgomp), from PARALLEL_ROWS rows on.
+constexpr int64_t PARALLEL_ROWS = 8192;
 extern "C" void l2o_network_rows(int64_t rows, int64_t layer_stride, const float *x, const float *h,
-                                 const float *c, float *h_out, float *c_out, float *raw,
+                                 const float *c, float *h_out, float *c_out, float *raw, int64_t raw_stride,
                                  const float *const *w, const float *const *bias,
                                  const float *wh, const float *bh, const float *wo, const float *bo) {
-    int64_t r = 0;
-    for (; r + ROWS <= rows; r += ROWS)
-        group(x + r * F0, h + r * H, c + r * H, h_out + r * H, c_out + r * H, layer_stride, raw + r * K,
+    int64_t groups = rows / ROWS;
+#pragma omp parallel for schedule(static) if (rows >= PARALLEL_ROWS)
+    for (int64_t g = 0; g < groups; g++) {
+        int64_t r = g * ROWS;
+        group(x + r * F0, h + r * H, c + r * H, h_out + r * H, c_out + r * H, layer_stride, raw + r, raw_stride,
               w, bias, wh, bh, wo, bo);
+    }
+    int64_t r = groups * ROWS;
     if (r == rows) return;
     // the last 1-3 rows through zero-padded copies (each row's arithmetic is the same)
     int n = (int)(rows - r);
     float xs[ROWS * F0] = {}, hs[L * ROWS * H] = {}, cs[L * ROWS * H] = {};
-    float h_outs[L * ROWS * H], c_outs[L * ROWS * H], raws[ROWS * K];
+    float h_outs[L * ROWS * H], c_outs[L * ROWS * H], raws[K * ROWS];
     memcpy(xs, x + r * F0, n * F0 * sizeof(float));
     for (int l = 0; l < L; l++) {
         memcpy(hs + l * ROWS * H, h + l * layer_stride + r * H, n * H * sizeof(float));
         memcpy(cs + l * ROWS * H, c + l * layer_stride + r * H, n * H * sizeof(float));
     }
-    group(xs, hs, cs, h_outs, c_outs, ROWS * H, raws, w, bias, wh, bh, wo, bo);
-    memcpy(raw + r * K, raws, n * K * sizeof(float));
+    group(xs, hs, cs, h_outs, c_outs, ROWS * H, raws, ROWS, w, bias, wh, bh, wo, bo);
+    for (int k = 0; k < K; k++) memcpy(raw + k * raw_stride + r, raws + k * ROWS, n * sizeof(float));
     for (int l = 0; l < L; l++) {
         memcpy(h_out + l * layer_stride + r * H, h_outs + l * ROWS * H, n * H * sizeof(float));
         memcpy(c_out + l * layer_stride + r * H, c_outs + l * ROWS * H, n * H * sizeof(float));
