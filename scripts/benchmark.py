@@ -228,27 +228,28 @@ def step_overhead(args) -> Table:
     the measured copy bandwidth, whichever is longer; and against the floor of the fused
     design, those FLOPs plus the LSTM's σ evaluations at the measured σ rate (both run on
     the same vector units); and against the products timed at their own shapes plus those σ
-    (:func:`products_seconds`)."""
+    (:func:`products_seconds`). The machine's rates are measured before the first step and
+    again after every LSTM rule's, and the fastest of each is the rate the ratios use: on a
+    shared machine a single probe can catch it slow and understate the roofline."""
     table = Table(["device", "params", "optimizer", "step ms", "range ms", "vs Adam", "GFLOP/s", "roofline ms",
                    "step / roofline", "range / roofline", "GEMM + σ floor ms", "step / floor",
                    "products at shapes ms", "step / (products + σ)"])
     learned = {name: zoo.load(name).rule for name in args.zoo if name in zoo.list()}
     for device in devices():
-        gemm, bandwidth, sigmoid = machine_rates(device, args.repeats)
-        print(f"{device}: GEMM {gemm / 1e9:.0f} GFLOP/s (2048³ float32, the faster of mm and oneDNN), copy {bandwidth / 1e9:.1f} GB/s, "
-              f"σ {sigmoid / 1e9:.2f} G/s (in cache)", flush=True)
+        probes = [machine_rates(device, args.repeats)]
+        rows: list[tuple[dict, Callable[[float, float, float], dict]]] = []  # (row, its roofline columns)
         for size in args.sizes:
             runs, count, _ = step_time(lambda p: torch.optim.Adam(p, lr=1e-3), size, device, args.repeats)
             adam = statistics.median(runs)
-            table.add(device=device, params=count, optimizer="torch.optim.Adam", **{
-                "step ms": 1e3 * adam, "range ms": spread(runs, 1e3), "vs Adam": 1.0})
+            rows.append(({"device": device, "params": count, "optimizer": "torch.optim.Adam",
+                          "step ms": 1e3 * adam, "range ms": spread(runs, 1e3), "vs Adam": 1.0}, None))
             # The RuleOptimizer machinery alone (flatten, finite check, pure rule, write-back):
             for name, make in {"l2o.optim.AdamHD": lambda p: AdamHD(p, lr=1e-3),
                                "l2o.optim.ProxGD": lambda p: ProxGD(p, lr=1e-3)}.items():
                 runs, _, _ = step_time(make, size, device, args.repeats)
                 seconds = statistics.median(runs)
-                table.add(device=device, params=count, optimizer=name, **{
-                    "step ms": 1e3 * seconds, "range ms": spread(runs, 1e3), "vs Adam": seconds / adam})
+                rows.append(({"device": device, "params": count, "optimizer": name, "step ms": 1e3 * seconds,
+                              "range ms": spread(runs, 1e3), "vs Adam": seconds / adam}, None))
             for name, entry_rule in learned.items():
                 for label, rule, environment in step_variants(entry_rule.to(device), device, args):
                     with patched_environment(environment):
@@ -256,21 +257,39 @@ def step_overhead(args) -> Table:
                             lambda p: LearnedOptimizer(p, rule=rule, lr=1e-3, check_finite=False), size, device,
                             args.repeats)
                     seconds = statistics.median(runs)
-                    row = {"step ms": 1e3 * seconds, "range ms": spread(runs, 1e3), "vs Adam": seconds / adam}
+                    row = {"device": device, "params": count, "optimizer": name + label, "step ms": 1e3 * seconds,
+                           "range ms": spread(runs, 1e3), "vs Adam": seconds / adam}
+                    print(f"{name + label}, {count} params: {1e3 * seconds:.3g} ms", flush=True)
+                    columns = None
                     if isinstance(rule, CoordinateLSTMRule):
-                        flops = count * rule.matmul_flops_per_coordinate()
-                        roofline = max(flops / gemm, traffic / bandwidth)
-                        sigmoids = count * rule.sigmoids_per_coordinate() / sigmoid
-                        floor = flops / gemm + sigmoids
                         products = products_seconds(rule, count, device, args.repeats)
-                        row.update({"GFLOP/s": flops / seconds / 1e9, "roofline ms": 1e3 * roofline,
-                                    "step / roofline": seconds / roofline, "range / roofline": spread(runs, 1 / roofline),
-                                    "GEMM + σ floor ms": 1e3 * floor, "step / floor": seconds / floor,
-                                    "products at shapes ms": 1e3 * products,
-                                    "step / (products + σ)": seconds / (products + sigmoids)})
-                    table.add(device=device, params=count, optimizer=name + label, **row)
-                    print(table.to_markdown().splitlines()[-1], flush=True)
+                        columns = roofline_columns(rule, count, seconds, runs, traffic, products)
+                        probes.append(machine_rates(device, args.repeats))
+                    rows.append((row, columns))
+        gemm, bandwidth, sigmoid = (max(rates) for rates in zip(*probes))
+        print(f"{device}: GEMM {gemm / 1e9:.0f} GFLOP/s (2048³ float32, the faster of mm and oneDNN), copy "
+              f"{bandwidth / 1e9:.1f} GB/s, σ {sigmoid / 1e9:.2f} G/s (in cache): the fastest of {len(probes)} "
+              f"probes (GEMM {', '.join(f'{rates[0] / 1e9:.0f}' for rates in probes)})", flush=True)
+        for row, columns in rows:
+            table.add(**row, **({} if columns is None else columns(gemm, bandwidth, sigmoid)))
     return table
+
+
+def roofline_columns(rule: CoordinateLSTMRule, count: int, seconds: float, runs: list[float], traffic: int,
+                     products: float) -> Callable[[float, float, float], dict]:
+    """The step section's roofline columns of one LSTM rule's step, given the machine's rates."""
+    flops = count * rule.matmul_flops_per_coordinate()
+
+    def columns(gemm: float, bandwidth: float, sigmoid: float) -> dict:
+        roofline = max(flops / gemm, traffic / bandwidth)
+        sigmoids = count * rule.sigmoids_per_coordinate() / sigmoid
+        floor = flops / gemm + sigmoids
+        return {"GFLOP/s": flops / seconds / 1e9, "roofline ms": 1e3 * roofline,
+                "step / roofline": seconds / roofline, "range / roofline": spread(runs, 1 / roofline),
+                "GEMM + σ floor ms": 1e3 * floor, "step / floor": seconds / floor,
+                "products at shapes ms": 1e3 * products, "step / (products + σ)": seconds / (products + sigmoids)}
+
+    return columns
 
 
 # ------------------------------------------------------------- 3. fresh process
