@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from l2o.optim.base import RuleOptimizer
+from l2o.optim.malloc import pin_malloc_thresholds
 from l2o.rules.base import State, StepContext, UpdateRule
 from problems.base import Instances
 
@@ -66,12 +67,18 @@ def unroll(
 
     Differentiable when run with grad enabled (meta-training); ``x``, ``state`` and
     ``ctx`` default to the instances' start, the rule's initial state and
-    ``StepContext.for_instances(instances)`` (pass it to avoid recomputing L).
+    ``StepContext.for_instances(instances)`` (pass it to avoid recomputing L). On the CPU
+    glibc's malloc thresholds are pinned above the largest state tensor
+    (:func:`~l2o.optim.malloc.pin_malloc_thresholds`): every step returns a new state, and
+    above the thresholds each would be page-faulted in afresh (a GoMathL2O network step on
+    1000 paper LASSO instances took 119 ms unpinned and 47 ms pinned, scratch timing).
     """
     ctx = StepContext.for_instances(instances) if ctx is None else ctx
     x = instances.x0() if x is None else x
     instances.check_point(x)
     state = rule.init_state(x, ctx) if state is None else state
+    if x.device.type == "cpu":  # each step's new state is fresh memory: no fresh pages for it
+        pin_malloc_thresholds(max([x.nbytes] + [v.nbytes for v in state.values() if torch.is_tensor(v)]))
     for _ in range(steps):
         x, state = rule.step(x, instances.grad(x) if rule.uses_gradient else None, state, ctx)
         yield x, state

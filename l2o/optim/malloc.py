@@ -15,7 +15,7 @@ full-size temporaries are hit too, 6.07 and 2.90 ms. Whether a program is hit de
 what it freed before (the same step ran in 132 ms after an unrelated 16 MB tensor had been
 freed), the effect that tcmalloc and jemalloc avoid, and the reason PyTorch's CPU tuning
 guides suggest them. :meth:`~l2o.optim.RuleOptimizer.add_param_group` calls it for every
-param group on the CPU.
+param group on the CPU, and :func:`~l2o.eval.rollout.unroll` for the batched states on the CPU.
 
 :func:`pin_malloc_thresholds` sets the mmap threshold to the larger of glibc's dynamic
 maximum, 32 MiB, and the largest full-size temporary the optimizer will make (one flattened

@@ -77,7 +77,8 @@ def cache_dir() -> Path:
 @functools.cache
 def library(shape: NetworkShape) -> ctypes.CDLL | None:
     """The kernel compiled for ``shape`` (cached on disk by source, flags and shape), or None after
-    one warning when no compiler is found or compiling fails."""
+    one warning when no compiler is found, compiling fails, or the cache cannot be written or
+    loaded from."""
     compiler = shutil.which(os.environ.get("CXX", "g++"))
     if compiler is None:
         warnings.warn("l2o: no C++ compiler ($CXX or g++) for the native network kernel; using torch's path")
@@ -85,17 +86,21 @@ def library(shape: NetworkShape) -> ctypes.CDLL | None:
     command = [compiler, *FLAGS, *shape.defines()]
     key = hashlib.sha256(SOURCE.read_bytes() + " ".join(command).encode()).hexdigest()[:20]
     target = cache_dir() / f"network-{key}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-            built = Path(scratch) / target.name
-            result = subprocess.run([*command, str(SOURCE), "-o", str(built)], capture_output=True, text=True)
-            if result.returncode != 0:
-                warnings.warn(f"l2o: compiling the native network kernel failed; using torch's path:\n"
-                              f"{result.stderr[-2000:]}")
-                return None
-            os.replace(built, target)  # atomic: concurrent processes see the whole file or none
-    kernel = ctypes.CDLL(str(target))
+    try:
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+                built = Path(scratch) / target.name
+                result = subprocess.run([*command, str(SOURCE), "-o", str(built)], capture_output=True, text=True)
+                if result.returncode != 0:
+                    warnings.warn(f"l2o: compiling the native network kernel failed; using torch's path:\n"
+                                  f"{result.stderr[-2000:]}")
+                    return None
+                os.replace(built, target)  # atomic: concurrent processes see the whole file or none
+        kernel = ctypes.CDLL(str(target))
+    except OSError as error:  # an unwritable cache, a file that does not load
+        warnings.warn(f"l2o: the native network kernel is unavailable ({error}); using torch's path")
+        return None
     kernel.l2o_network_rows.restype = None
     kernel.l2o_network_rows.argtypes = ([ctypes.c_int64] * 2 + [ctypes.c_void_p] * 6 + [ctypes.c_int64]
                                         + [ctypes.c_void_p] * 6)

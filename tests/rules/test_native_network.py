@@ -136,3 +136,28 @@ def test_a_failing_compiler_warns_once_and_falls_back_to_torch(monkeypatch, tmp_
     finally:
         native_network.library.cache_clear()
     assert not list(tmp_path.rglob("*.so"))
+
+
+def test_an_unusable_cache_warns_and_falls_back_to_torch(monkeypatch, tmp_path):
+    if not native_network.supported(SHAPE):
+        pytest.skip("the native kernel needs an AVX-512 CPU")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("L2O_CACHE_DIR", str(blocker))  # the cache would go under a file
+    shape = native_network.NetworkShape(3, 20, 1, 2, False)
+    native_network.library.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="native network kernel is unavailable"):
+            assert native_network.library(shape) is None
+    finally:
+        native_network.library.cache_clear()
+    rule = build_rule("gomath")
+    features, h, c = case(rule, 9)
+    monkeypatch.setenv("CXX", "false")  # every shape unavailable: the network still runs, on torch's path
+    native_network.library.cache_clear()
+    try:
+        with pytest.warns(UserWarning):
+            raw = forward(rule, features, h, c, True, monkeypatch)[0]
+    finally:
+        native_network.library.cache_clear()
+    torch.testing.assert_close(raw, forward(rule, features, h, c, False, monkeypatch)[0], rtol=0, atol=0)
