@@ -44,7 +44,7 @@ import torch
 from torch import Tensor
 
 SOURCE = Path(__file__).with_name("native_network.cpp")
-FLAGS = ("-O3", "-mavx512f", "-mfma", "-fno-math-errno", "-fopenmp", "-std=c++17", "-shared", "-fPIC")
+FLAGS = ("-O3", "-mavx512f", "-mfma", "-mprfchw", "-fno-math-errno", "-fopenmp", "-std=c++17", "-shared", "-fPIC")
 VECTOR = 16  # float32 lanes of an AVX-512 register
 
 
