@@ -24,13 +24,15 @@ tested), which on the CPU without autograd runs in chunks of ``LSTM_CHUNK_ROWS``
 after :meth:`CoordinateLSTMRule.compile_kernels`. On AVX-512 CPUs a float32 step without
 autograd runs the whole network (layers and heads) in one native kernel instead
 (:mod:`~l2o.rules.native_network`, equal to the torch path up to rounding: tested). A
-drop-in step of a large model whose rule has coordinate-wise features and update (``coordinatewise``: GoMathL2O, Math-L2O, L2L,
-RNNprop) also runs them in chunks of ``STEP_CHUNK_ROWS`` coordinates.
+drop-in step of a large model whose rule has coordinate-wise features and update
+(``coordinatewise``: GoMathL2O, Math-L2O, L2L, RNNprop) also runs them in chunks of
+``STEP_CHUNK_ROWS`` coordinates.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 from typing import Any, Iterator
 
 import torch
@@ -245,7 +247,7 @@ class CoordinateLSTMRule(UpdateRule):
         shared = self.__dict__.get("_shared_gate_weights")
         return kernels.lstm_gate_weights(self.lstm) if shared is None else shared
 
-    def _native_kernel(self, inputs: Tensor):
+    def _native_kernel(self, inputs: Tensor) -> ctypes.CDLL | None:
         """The native network kernel (:mod:`~l2o.rules.native_network`) when it applies to the
         rows ``inputs``: float32 on the CPU without autograd (not traced), a supported shape, a
         compiler; else None (the torch path)."""
