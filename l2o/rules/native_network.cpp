@@ -20,7 +20,6 @@ constexpr int HP = (Q + 1) * V;   // the hidden layer's outputs, padded
 constexpr int ROWS = 4;           // rows per group (the remainder vectors of 4 rows transpose into 4)
 
 typedef float vec __attribute__((vector_size(64)));
-typedef int32_t ivec __attribute__((vector_size(64)));
 
 static inline vec splat(float a) { return a - (vec){}; }
 static inline vec load(const float *p) { vec v; memcpy(&v, p, sizeof v); return v; }
