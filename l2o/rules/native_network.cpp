@@ -36,9 +36,11 @@ static inline vec exp_polynomial(vec r) {
     return p * (r * r) + r + splat(1.0f);
 }
 
-// σ(x) = 1 / (1 + exp(−x)), −x = n ln 2 + r, clamped at 88.376 (exp finite; σ ≈ 4e-39 there).
+// σ(x) = 1 / (1 + exp(−x)), −x = n ln 2 + r; at −x = 88.376 exp is still finite (σ ≈ 4e-39), at −88 σ
+// is 1 in float32, so ±∞ give σ ≈ 0 and 1, and NaN gives NaN, as torch's σ does.
 static inline vec sigmoid(vec x) {  // 2ⁿ by scalef, 1/d by rcp14 and one Newton step
-    __m512 t = _mm512_min_ps((__m512)-x, _mm512_set1_ps(88.3762626647949f));
+    // −x clamped to [−88, 88.376], NaN kept (min and max return their second operand for NaN)
+    __m512 t = _mm512_max_ps(_mm512_set1_ps(-88.0f), _mm512_min_ps(_mm512_set1_ps(88.3762626647949f), (__m512)-x));
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(t, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), t);

@@ -161,3 +161,19 @@ def test_an_unusable_cache_warns_and_falls_back_to_torch(monkeypatch, tmp_path):
     finally:
         native_network.library.cache_clear()
     torch.testing.assert_close(raw, forward(rule, features, h, c, False, monkeypatch)[0], rtol=0, atol=0)
+
+
+@needs_kernel
+def test_non_finite_inputs_give_what_the_torch_path_gives(monkeypatch):
+    """±∞ saturate the gates as torch's σ does, and NaN stays NaN (a clamp must not hide it) up
+    to the heads' ReLU, which maps it to 0 on both paths."""
+    rule = build_rule("gomath")
+    features, h, c = case(rule, 8)
+    features[0, 1, 0], features[0, 2, 1], features[0, 5, 2] = float("inf"), float("-inf"), float("nan")
+    h[1, 6, 3] = float("nan")
+    native = forward(rule, features, h, c, True, monkeypatch)
+    reference = forward(rule, features, h, c, False, monkeypatch)
+    for fast, slow in zip(native, reference):
+        assert torch.equal(fast.isnan(), slow.isnan())
+        torch.testing.assert_close(fast, slow, rtol=1e-5, atol=2e-6, equal_nan=True)
+    assert native[1][:, 5].isnan().all() and not native[1][:, 1].isnan().any()  # h' of the NaN row; the +∞ row
