@@ -45,32 +45,43 @@ def tanh_by_sigmoid(x: Tensor, out: Tensor | None = None) -> Tensor:
 ALIGNMENT = 8
 
 
-def gate_weights(w_ih: Tensor, w_hh: Tensor, bias: Tensor) -> tuple[Tensor, Tensor | None]:
-    """One layer's ``nn.LSTM`` weights as the fused layer takes them.
-
-    ``W = [W_ih | W_hh]`` ``(4H, F + H)`` and ``b`` ``(4H,)``, with the g rows (the third
-    quarter, in ``nn.LSTM``'s gate order i, f, g, o) doubled, so one σ over all gates gives
-    σ(i), σ(f), σ(o) and, through ``tanh(g) = 2σ(2g) − 1``, tanh(g). When ``F + H`` is not a
-    multiple of :data:`ALIGNMENT`, the bias becomes a column of ``W`` instead, padded with
-    zero columns to the next multiple (``W = [W_ih | W_hh | b | 0 …]``, returned bias None;
-    the layer's input then ends in a column of ones, :func:`stacked_lstm`): the padding the
-    matrix products want anyway also adds the bias, and its gradient comes out of ``dW``.
-    Differentiable (concatenations and a scaling; gradients flow back to ``nn.LSTM``'s).
-    """
-    hidden, width = w_hh.shape[1], w_ih.shape[1] + w_hh.shape[1]
+def scaled_gates(w_ih: Tensor, w_hh: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+    """One layer's ``W = [W_ih | W_hh]`` ``(4H, F + H)`` and ``b`` ``(4H,)`` with the g rows (the
+    third quarter, in ``nn.LSTM``'s gate order i, f, g, o) doubled, so one σ over all gates gives
+    σ(i), σ(f), σ(o) and, through ``tanh(g) = 2σ(2g) − 1``, tanh(g): what both the fused layers
+    (:func:`gate_weights`) and the native kernel (:mod:`~l2o.rules.native_network`) compute
+    with. Differentiable."""
+    hidden = w_hh.shape[1]
     scale = torch.ones(4 * hidden, dtype=w_ih.dtype, device=w_ih.device)
     scale[2 * hidden : 3 * hidden] = 2.0
-    if width % ALIGNMENT == 0:
-        return torch.cat([w_ih, w_hh], dim=1) * scale[:, None], bias * scale
-    zeros = w_ih.new_zeros(4 * hidden, -(width + 1) % ALIGNMENT)
-    return torch.cat([w_ih, w_hh, bias[:, None], zeros], dim=1) * scale[:, None], None
+    return torch.cat([w_ih, w_hh], dim=1) * scale[:, None], bias * scale
+
+
+def gate_weights(w_ih: Tensor, w_hh: Tensor, bias: Tensor) -> tuple[Tensor, Tensor | None]:
+    """One layer's ``nn.LSTM`` weights as the fused layer takes them: :func:`scaled_gates`' ``W``,
+    ``b``. When ``F + H`` is not a multiple of :data:`ALIGNMENT`, the bias becomes a column of
+    ``W`` instead, padded with zero columns to the next multiple (``W = [W_ih | W_hh | b | 0 …]``,
+    returned bias None; the layer's input then ends in a column of ones, :func:`stacked_lstm`):
+    the padding the matrix products want anyway also adds the bias, and its gradient comes out
+    of ``dW``. Differentiable (concatenations and a scaling; gradients flow back to
+    ``nn.LSTM``'s).
+    """
+    weight, bias = scaled_gates(w_ih, w_hh, bias)
+    if weight.shape[1] % ALIGNMENT == 0:
+        return weight, bias
+    zeros = weight.new_zeros(weight.shape[0], -(weight.shape[1] + 1) % ALIGNMENT)
+    return torch.cat([weight, bias[:, None], zeros], dim=1), None
+
+
+def layer_parameters(lstm: torch.nn.LSTM) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """Each layer's ``W_ih``, ``W_hh`` and ``b_ih + b_hh`` of ``lstm``."""
+    return [(getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}"),
+             getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")) for k in range(lstm.num_layers)]
 
 
 def lstm_gate_weights(lstm: torch.nn.LSTM) -> list[tuple[Tensor, Tensor | None]]:
     """:func:`gate_weights` of every layer of ``lstm`` (its two biases summed)."""
-    return [gate_weights(getattr(lstm, f"weight_ih_l{k}"), getattr(lstm, f"weight_hh_l{k}"),
-                         getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}"))
-            for k in range(lstm.num_layers)]
+    return [gate_weights(*parameters) for parameters in layer_parameters(lstm)]
 
 
 def cell_forward(s: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:

@@ -44,6 +44,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from l2o.rules import kernels
+
 SOURCE = Path(__file__).with_name("native_network.cpp")
 FLAGS = ("-O3", "-mavx512f", "-mfma", "-mprfchw", "-fno-math-errno", "-fopenmp", "-std=c++17", "-shared", "-fPIC")
 VECTOR = 16  # float32 lanes of an AVX-512 register
@@ -143,14 +145,11 @@ def pack_weights(lstm: torch.nn.LSTM, hidden_layer: torch.nn.Linear | None, head
     """:class:`PackedWeights` of an ``nn.LSTM``, the optional hidden layer and the heads."""
     size = lstm.hidden_size
     columns = gate_columns(size)
-    scale = torch.ones(4 * size)
-    scale[2 * size : 3 * size] = 2.0  # tanh(g) = 2σ(2g) − 1
     gates, biases = [], []
-    for layer in range(lstm.num_layers):
-        weight = torch.cat([getattr(lstm, f"weight_ih_l{layer}"), getattr(lstm, f"weight_hh_l{layer}")], dim=1)
-        bias = getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
-        gates.append((weight.float() * scale[:, None])[columns].t().contiguous())
-        biases.append((bias.float() * scale)[columns].contiguous())
+    for parameters in kernels.layer_parameters(lstm):
+        weight, bias = kernels.scaled_gates(*parameters)  # the g rows doubled: tanh(g) = 2σ(2g) − 1
+        gates.append(weight.float()[columns].t().contiguous())
+        biases.append(bias.float()[columns].contiguous())
     padded = -(-size // VECTOR) * VECTOR
     hidden = None if hidden_layer is None else padded_transpose(hidden_layer.weight.float(), hidden_layer.bias.float(), padded)
     return PackedWeights(tuple(gates), tuple(biases), hidden,
