@@ -33,7 +33,6 @@ warm-up run and is not timed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import os
@@ -42,7 +41,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
+from unittest import mock
 
 import torch
 
@@ -191,21 +191,6 @@ def products_seconds(rule: CoordinateLSTMRule, count: int, device: str, repeats:
     return seconds * count / rows
 
 
-@contextlib.contextmanager
-def patched_environment(values: dict[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``values`` set inside the block."""
-    previous = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key)
-            else:
-                os.environ[key] = value
-
-
 def step_variants(rule: UpdateRule, device: str, args) -> list[tuple[str, UpdateRule, dict[str, str]]]:
     """The step section's runs of ``rule``: :func:`variants`, and for an LSTM rule whose network
     runs through the native kernel here (:mod:`l2o.rules.native_network`) the same step
@@ -252,7 +237,7 @@ def step_overhead(args) -> Table:
                               "range ms": spread(runs, 1e3), "vs Adam": seconds / adam}, None))
             for name, entry_rule in learned.items():
                 for label, rule, environment in step_variants(entry_rule.to(device), device, args):
-                    with patched_environment(environment):
+                    with mock.patch.dict(os.environ, environment):
                         runs, _, traffic = step_time(
                             lambda p: LearnedOptimizer(p, rule=rule, lr=1e-3, check_finite=False), size, device,
                             args.repeats)
