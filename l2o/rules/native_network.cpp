@@ -4,8 +4,8 @@
 #include <string.h>
 #include <immintrin.h>
 
-#ifndef __AVX512F__
-#error "the fused kernel needs AVX-512 (-mavx512f)"
+#if !defined(__AVX512F__) || !defined(__AVX512DQ__)
+#error "the fused kernel needs AVX-512 F and DQ (-mavx512f -mavx512dq)"
 #endif
 
 #ifndef F0
@@ -25,30 +25,32 @@ static inline vec splat(float a) { return a - (vec){}; }
 static inline vec load(const float *p) { vec v; memcpy(&v, p, sizeof v); return v; }
 static inline void store(float *p, vec v) { memcpy(p, &v, sizeof v); }
 
-// exp(r) for |r| ≤ ln 2 / 2: Cephes' expf polynomial (degree 6).
-static inline vec exp_polynomial(vec r) {
-    vec p = splat(1.9875691500e-4f);
-    p = p * r + splat(1.3981999507e-3f);
-    p = p * r + splat(8.3334519073e-3f);
-    p = p * r + splat(4.1665795894e-2f);
-    p = p * r + splat(1.6666665459e-1f);
-    p = p * r + splat(5.0000001201e-1f);
-    return p * (r * r) + r + splat(1.0f);
+// 2^r for 0 ≤ r < 1: a degree-6 polynomial fitted for relative error (3.7e-9; 0.9 ulp in float32
+// Horner), the coefficients rounded to float32.
+static inline vec exp2_polynomial(vec r) {
+    vec p = splat(2.170223742723465e-4f);
+    p = p * r + splat(1.2439683778211474e-3f);
+    p = p * r + splat(9.67884249985218e-3f);
+    p = p * r + splat(5.5483341217041016e-2f);
+    p = p * r + splat(2.4022983014583588e-1f);
+    p = p * r + splat(6.931470036506653e-1f);
+    return p * r + splat(1.0f);
 }
 
-// σ(x) = 1 / (1 + exp(−x)), −x = n ln 2 + r; at −x = 88.376 exp is still finite (σ ≈ 4e-39), at −88 σ
-// is 1 in float32, so ±∞ give σ ≈ 0 and 1, and NaN gives NaN, as torch's σ does.
-static inline vec sigmoid(vec x) {  // 2ⁿ by scalef, 1/d by rcp14 and one Newton step
-    // −x clamped to [−88, 88.376], NaN kept (min and max return their second operand for NaN)
-    __m512 t = _mm512_max_ps(_mm512_set1_ps(-88.0f), _mm512_min_ps(_mm512_set1_ps(88.3762626647949f), (__m512)-x));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(t, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), t);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 d = _mm512_add_ps(_mm512_scalef_ps((__m512)exp_polynomial((vec)r), n), _mm512_set1_ps(1.0f));
+// σ(x) = 1 / (1 + 2^t) for t = −x log₂e, which the gates' weights already compute (they are
+// scaled by −log₂e, the g rows by −2 log₂e). 2^t = 2^(t − ⌊t⌋) · 2^⌊t⌋ by `reduce` and `scalef`,
+// which give 2^±∞ = ∞, 0; t is capped at 127 so that 1 + 2^t stays finite for the reciprocal
+// (σ ≈ 6e-39 there; at t = −25, σ is 1 in float32); NaN propagates (`min` returns its second
+// operand for NaN), as in torch's σ. 1/d by rcp14 and one Newton step.
+static inline vec sigmoid_of_exponent(vec t) {
+    __m512 capped = _mm512_min_ps(_mm512_set1_ps(127.0f), (__m512)t);
+    __m512 r = _mm512_reduce_ps(capped, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512 d = _mm512_add_ps(_mm512_scalef_ps((__m512)exp2_polynomial((vec)r), capped), _mm512_set1_ps(1.0f));
     __m512 y = _mm512_rcp14_ps(d);
     return (vec)_mm512_mul_ps(y, _mm512_fnmadd_ps(d, y, _mm512_set1_ps(2.0f)));
 }
+
+constexpr float MINUS_2_LOG2E = -2.88539008177792681f;  // tanh(c) = 2σ(2c) − 1, 2σ(2c) from t = −2c log₂e
 
 // acc[i] (ROWS × NO vectors) += a (ROWS × KA, row stride SA) W (KA × NO·V).
 template <int NO, int KA, int SA>
@@ -66,7 +68,7 @@ static inline void accumulate(vec (&acc)[ROWS][NO], const float *a, const float 
 // c' = s_f c + s_i (2 s_g − 1), h' = s_o (2σ(2c') − 1) = s_o tanh(c').
 static inline void cell(vec i, vec f, vec g, vec o, vec c, vec &c_next, vec &h_next) {
     c_next = f * c + i * (splat(2.0f) * g - splat(1.0f));
-    h_next = o * (splat(2.0f) * sigmoid(c_next + c_next) - splat(1.0f));
+    h_next = o * (splat(2.0f) * sigmoid_of_exponent(c_next * splat(MINUS_2_LOG2E)) - splat(1.0f));
 }
 
 // 4 × 4 blocks of 4 floats: out[b] lane-block a = in[a] lane-block b.
@@ -82,7 +84,7 @@ static inline void transpose_blocks(const vec (&in)[ROWS], vec (&out)[ROWS]) {
 }
 
 // One layer for 4 rows: x (4 × KX, stride KX), h, c, h_out, c_out (4 × H, stride H);
-// w ((KX + H) × GP): [W_ih | W_hh]ᵀ with the g rows doubled and the gate columns grouped
+// w ((KX + H) × GP): −log₂e [W_ih | W_hh]ᵀ with the g rows doubled and the gate columns grouped
 // (per block of 16 units i, f, g, o; then the last 4 units of i, f, g, o); bias (GP).
 template <int KX>
 static inline void layer(const float *x, const float *h, const float *c, float *h_out, float *c_out,
@@ -93,7 +95,7 @@ static inline void layer(const float *x, const float *h, const float *c, float *
     accumulate<NV, KX, KX>(acc, x, w);
     accumulate<NV, H, H>(acc, h, w + KX * GP);
     for (int i = 0; i < ROWS; i++)
-        for (int j = 0; j < NV; j++) acc[i][j] = sigmoid(acc[i][j]);
+        for (int j = 0; j < NV; j++) acc[i][j] = sigmoid_of_exponent(acc[i][j]);
     for (int i = 0; i < ROWS; i++)
         for (int b = 0; b < Q; b++) {
             vec c_next, h_next;
