@@ -155,12 +155,26 @@ static inline void group(const float *x, const float *h, const float *c, float *
 // The groups of 4 rows run in OpenMP's threads (torch's own pool: the process has loaded its
 // libgomp), from PARALLEL_ROWS rows on.
 constexpr int64_t PARALLEL_ROWS = 8192, PREFETCH_ROWS = 32;
+
+// Denormals flushed to zero (MXCSR FTZ and DAZ) in the thread while it lives, then its own mode
+// again: saturated cells (|c'| > 44 gives 2^t below 2^-126) and tiny σ made denormal operands
+// that each cost a microcode assist, and a 1M-parameter step ran 101 against 79 ms. A flushed
+// value is below 1.2e-38 in magnitude, so no output moves by more than that.
+struct FlushDenormals {
+    unsigned saved = _mm_getcsr();
+    FlushDenormals() { _mm_setcsr(saved | _MM_FLUSH_ZERO_ON | 0x0040 /* DAZ */); }
+    ~FlushDenormals() { _mm_setcsr(saved); }
+};
+
 extern "C" void l2o_network_rows(int64_t rows, int64_t layer_stride, const float *x, const float *h,
                                  const float *c, float *h_out, float *c_out, float *raw, int64_t raw_stride,
                                  const float *const *w, const float *const *bias,
                                  const float *wh, const float *bh, const float *wo, const float *bo) {
     int64_t groups = rows / ROWS;
-#pragma omp parallel for schedule(static) if (rows >= PARALLEL_ROWS)
+#pragma omp parallel if (rows >= PARALLEL_ROWS)
+    {
+    FlushDenormals flushed;
+#pragma omp for schedule(static)
     for (int64_t g = 0; g < groups; g++) {
         int64_t r = g * ROWS;
         // the states' lines 8 groups ahead, for reading (h, c) and writing (h_out, c_out): a 1M-row
@@ -178,8 +192,10 @@ extern "C" void l2o_network_rows(int64_t rows, int64_t layer_stride, const float
         group(x + r * F0, h + r * H, c + r * H, h_out + r * H, c_out + r * H, layer_stride, raw + r, raw_stride,
               w, bias, wh, bh, wo, bo);
     }
+    }
     int64_t r = groups * ROWS;
     if (r == rows) return;
+    FlushDenormals flushed;  // as every other row
     // the last 1-3 rows through zero-padded copies (each row's arithmetic is the same)
     int n = (int)(rows - r);
     float xs[ROWS * F0] = {}, hs[L * ROWS * H] = {}, cs[L * ROWS * H] = {};

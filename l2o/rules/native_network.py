@@ -17,7 +17,10 @@ reciprocal by ``rcp14`` and one Newton step, 13 vector operations where σ of ``
 rounding each weight once more would: the network's outputs are as close to a float64
 evaluation as the torch path's, and agree with it to rtol 1e-5 for the paper's networks: tested),
 ``tanh(c') = 2σ(2c') − 1`` as in the torch path, and the heads, writing only ``h'``, ``c'`` and
-``raw``. Rows are independent and each row's arithmetic is the same wherever it falls, so
+``raw``. It runs with denormals flushed to zero (MXCSR FTZ and DAZ, set in each of its threads
+and restored): saturated cells made denormal operands, each a microcode assist (a 1M-parameter
+``gomath-lasso-toy`` step: 101 against 79 ms), and a flushed value moves no output by more than
+1.2e-38 (tested). Rows are independent and each row's arithmetic is the same wherever it falls, so
 any split into chunks or threads gives the same numbers. The groups of rows run in OpenMP
 threads: the ``libgomp`` that torch has loaded, so torch's own pool (``torch.set_num_threads``);
 a pool of the kernel's own competed with torch's spinning workers for the cores (a

@@ -189,3 +189,24 @@ def test_non_finite_inputs_give_what_the_torch_path_gives(monkeypatch):
         assert torch.equal(fast.isnan(), slow.isnan())
         torch.testing.assert_close(fast, slow, rtol=1e-5, atol=2e-6, equal_nan=True)
     assert native[1][:, 5].isnan().all() and not native[1][:, 1].isnan().any()  # h' of the NaN row; the +∞ row
+
+
+@needs_kernel
+def test_denormals_are_flushed_in_the_kernel_only(monkeypatch):
+    """The kernel flushes denormals (MXCSR FTZ, DAZ: a denormal operand costs a microcode assist)
+    and gives the caller's mode back: with the forget gate open (σ(40) = 1 in float32) and the
+    input gate shut (σ(−40) ≈ 4e-18, times g = tanh(0) = 0), c' = c, which torch's path keeps
+    as the denormal 1e-39 and the kernel reads as 0, and which a normal c passes unchanged."""
+    rule = build_rule("gomath", hidden_size=20, num_layers=1)
+    with torch.no_grad():
+        for name, parameter in rule.lstm.named_parameters():
+            parameter.zero_()
+        rule.lstm.bias_ih_l0[:20] = -40.0  # i
+        rule.lstm.bias_ih_l0[20:40] = 40.0  # f
+    features, h, c = torch.zeros(1, 8, 3), torch.zeros(1, 8, 20), torch.full((1, 8, 20), 1e-39)
+    c[0, 4:] = 0.5
+    native = forward(rule, features, h, c, True, monkeypatch)
+    reference = forward(rule, features, h, c, False, monkeypatch)
+    assert torch.equal(reference[2], c) and torch.equal(native[2][0, 4:], c[0, 4:])
+    assert torch.equal(native[2][0, :4], torch.zeros(4, 20))
+    assert (torch.tensor(1e-39) * 1.0).item() != 0.0  # this thread's mode is its own again
