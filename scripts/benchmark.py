@@ -193,9 +193,10 @@ def products_seconds(rule: CoordinateLSTMRule, count: int, device: str, repeats:
 
 def step_variants(rule: UpdateRule, device: str, args) -> list[tuple[str, UpdateRule, dict[str, str]]]:
     """The step section's runs of ``rule``: :func:`variants`, and for an LSTM rule whose network
-    runs through the native kernel here (:mod:`l2o.rules.native_network`) the same step
-    through torch's kernels too (``L2O_NATIVE=0``, labelled "torch path"), side by side; the
-    compiled cells run only on that path, so the compiled variant does too."""
+    runs through the native kernel here (:mod:`l2o.rules.native_network`) each of them
+    through torch's kernels too (``L2O_NATIVE=0``, labelled "torch path"), side by side: the
+    compiled variant compiles the features and update on both paths and the LSTM cells on
+    torch's."""
     native = False
     if isinstance(rule, CoordinateLSTMRule):
         with torch.no_grad():
@@ -203,8 +204,12 @@ def step_variants(rule: UpdateRule, device: str, args) -> list[tuple[str, Update
     if not native:
         return [(label, variant, {}) for label, variant in variants(rule, args).items()]
     torch_path = {"L2O_NATIVE": "0"}
-    return [("", rule, {}), (" (torch path)", rule, torch_path)] + [
-        (" (torch path, compiled)", variant, torch_path) for label, variant in variants(rule, args).items() if label]
+    runs = []
+    for label, variant in variants(rule, args).items():
+        for path, environment in (("", {}), ("torch path", torch_path)):
+            words = [word for word in (label.strip(" ()"), path) if word]  # " (compiled, torch path)"
+            runs.append((f" ({', '.join(words)})" if words else "", variant, environment))
+    return runs
 
 
 def step_overhead(args) -> Table:

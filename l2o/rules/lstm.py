@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-from typing import Any, Iterator
+import functools
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -90,15 +91,20 @@ class CoordinateLSTMRule(UpdateRule):
         self.compiled = False
 
     def compile_kernels(self, enabled: bool = True) -> "CoordinateLSTMRule":
-        """Run the fused LSTM layers' elementwise parts through ``torch.compile``
-        (:func:`~l2o.rules.kernels.compiled_cells`; needs a C++ compiler on CPU, compiles
-        once per shape). Off by default: on CPU it does not pay (``scripts/benchmark.py``): the
-        matrix products, which it leaves alone, dominate, and a deployment step's compiled cell
-        (one loop for ``h'``, ``c'``, then copied into the step's rows: 182 µs at 16,384 rows,
-        with the copies, against 410 µs for the eager in-place cell) loses most of its gain to the ~30 µs of each compiled call: 0.987 of the
-        eager step at 1M parameters (paired steps). Where the native network kernel applies
-        (:mod:`~l2o.rules.native_network`) a step without autograd runs it instead, and this
-        setting affects meta-training and the torch path only."""
+        """Run the rule's elementwise parts through ``torch.compile``: the fused LSTM layers'
+        (:func:`~l2o.rules.kernels.compiled_cells`), and in a large model's chunked step
+        without autograd each chunk's :meth:`features` and :meth:`update`
+        (:func:`compiled_step_parts`: one loop each instead of a dozen passes; 3.8 + 4.3 against
+        2.1 + 2.4 ms of a 1M-parameter GoMathL2O step). Needs a C++ compiler on CPU and
+        compiles once per shape (about 12 s at a step's first call on 2 cores). Off by default:
+        on CPU it does not pay for most uses (``scripts/benchmark.py``). Where the native
+        network kernel applies (:mod:`~l2o.rules.native_network`) a step without autograd runs
+        it, with the compiled features and update; the compiled cells then serve
+        meta-training and the torch path. On that path a deployment step's compiled cell (one
+        loop for ``h'``, ``c'``, then copied into the step's rows: 182 µs at 16,384 rows, with
+        the copies, against 410 µs for the eager in-place cell) loses most of its gain to the
+        ~30 µs of each compiled call: 0.987 of the eager step at 1M parameters (paired
+        steps)."""
         self.compiled = bool(enabled)
         return self
 
@@ -333,6 +339,7 @@ class CoordinateLSTMRule(UpdateRule):
         every chunk.
         """
         state = {**state, **self.instance_statistics(x, grad, state, ctx)}
+        features_of, update_of = compiled_step_parts(type(self)) if self.compiled else (type(self).features, type(self).update)
         h, c = self._network_states(state["h"], state["c"], x.shape[1])
         h_next, c_next = self._next_states(h, c, ctx)
         x_next = self._output_like(x, ctx)
@@ -340,12 +347,12 @@ class CoordinateLSTMRule(UpdateRule):
         instance_state: State = {}
         for part in self._chunks(x.shape[1], kernels.STEP_CHUNK_ROWS):
             chunk_state = {k: v[:, part] if torch.is_tensor(v) and v.shape == x.shape else v for k, v in state.items()}
-            features, feature_state = self.features(x[:, part], grad[:, part], chunk_state, ctx)
+            features, feature_state = features_of(self, x[:, part], grad[:, part], chunk_state, ctx)
             inputs = self._rows(features.to(x.dtype))
             raw = self._network_into(inputs, h, c, (h_next, c_next), part).to(x.dtype)
             outputs = {name: raw[None, :, i] for i, name in enumerate(self.heads)}
             chunk_state = {**chunk_state, **feature_state}
-            x_part, update_state = self.update(x[:, part], grad[:, part], outputs, chunk_state, ctx)
+            x_part, update_state = update_of(self, x[:, part], grad[:, part], outputs, chunk_state, ctx)
             x_next[:, part] = x_part
             for name, value in {**feature_state, **update_state}.items():
                 if not (torch.is_tensor(value) and value.shape == x_part.shape):
@@ -359,3 +366,10 @@ class CoordinateLSTMRule(UpdateRule):
                                                                torch.empty_like(x, dtype=value.dtype), ctx)
                 coordinate_state[name][:, part] = value
         return x_next, {**state, **instance_state, **coordinate_state, "h": h_next, "c": c_next}
+
+
+@functools.cache
+def compiled_step_parts(rule: type) -> tuple[Callable, Callable]:
+    """``rule.features`` and ``rule.update`` through ``torch.compile``: each chunk's elementwise
+    work as one loop (the chunked step with ``compile_kernels()``)."""
+    return torch.compile(rule.features), torch.compile(rule.update)
