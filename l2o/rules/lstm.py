@@ -339,7 +339,8 @@ class CoordinateLSTMRule(UpdateRule):
         every chunk.
         """
         state = {**state, **self.instance_statistics(x, grad, state, ctx)}
-        features_of, update_of = compiled_step_parts(type(self)) if self.compiled else (type(self).features, type(self).update)
+        parts = compiled_step_parts(type(self)) if self.compiled else (type(self).features, type(self).update)
+        features_of, update_of = parts
         h, c = self._network_states(state["h"], state["c"], x.shape[1])
         h_next, c_next = self._next_states(h, c, ctx)
         x_next = self._output_like(x, ctx)
@@ -369,7 +370,9 @@ class CoordinateLSTMRule(UpdateRule):
 
 
 @functools.cache
-def compiled_step_parts(rule: type) -> tuple[Callable, Callable]:
+def compiled_step_parts(rule: type[CoordinateLSTMRule]) -> tuple[Callable, Callable]:
     """``rule.features`` and ``rule.update`` through ``torch.compile``: each chunk's elementwise
-    work as one loop (the chunked step with ``compile_kernels()``)."""
+    work as one loop (the chunked step with ``compile_kernels()``). One pair per rule class:
+    dynamo guards on each rule's attributes (its squashes) and recompiles, for dynamic sizes,
+    at a chunk's second size (a model's last, partial chunk)."""
     return torch.compile(rule.features), torch.compile(rule.update)
