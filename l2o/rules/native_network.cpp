@@ -16,8 +16,9 @@ constexpr int Q = H / V;          // full vectors per gate; the 4 remaining unit
 static_assert(H % V == 4, "the fused kernel takes H = 16q + 4 hidden units");
 constexpr int NV = 4 * Q + 1;     // gate vectors per row: [i f g o] per block of 16 units, then the rest
 constexpr int GP = NV * V;        // = 4H
-constexpr int HP = (Q + 1) * V;   // the hidden layer's outputs, padded
 constexpr int ROWS = 4;           // rows per group (the remainder vectors of 4 rows transpose into 4)
+constexpr int B = H / 4;          // blocks of 4 hidden units: a block of 4 rows fills one vector
+static_assert(K >= 1 && K <= 4, "the heads of 4 rows fill one vector: at most 4 heads");
 
 typedef float vec __attribute__((vector_size(64)));
 
@@ -119,39 +120,81 @@ static inline void layer(const float *x, const float *h, const float *c, float *
     }
 }
 
-// The network for 4 rows: x (4 × F0); h, c, h_out, c_out: layer l's 4 rows at + l·stride.
+// 4 rows × H (row stride H) as B block vectors: t[b] lane 4i + v = x[i][4b + v].
+static inline void row_blocks(const float *x, vec (&t)[B]) {
+    for (int q = 0; q < Q; q++) {
+        vec rows[ROWS], blocks[ROWS];
+        for (int i = 0; i < ROWS; i++) rows[i] = load(x + i * H + q * V);
+        transpose_blocks(rows, blocks);
+        for (int a = 0; a < ROWS; a++) t[4 * q + a] = blocks[a];
+    }
+    alignas(64) float tail[V];
+    for (int i = 0; i < ROWS; i++) memcpy(tail + 4 * i, x + i * H + Q * V, 4 * sizeof(float));
+    t[B - 1] = load(tail);
+}
+
+// acc lane 4i + u += Σ_k x[i][k] W[k][u] for 4 outputs u of 4 rows i at once, from x's blocks t:
+// lane v of each row's block broadcast within its 4 lanes (k = 4b + v, in order); w (H × V):
+// row k = W[k][0..3] repeated for the 4 rows.
+static inline vec blocked_product(const vec (&t)[B], const float *w, vec acc) {
+    for (int b = 0; b < B; b++) {
+        acc += (vec)_mm512_permute_ps((__m512)t[b], 0x00) * load(w + (4 * b) * V);
+        acc += (vec)_mm512_permute_ps((__m512)t[b], 0x55) * load(w + (4 * b + 1) * V);
+        acc += (vec)_mm512_permute_ps((__m512)t[b], 0xAA) * load(w + (4 * b + 2) * V);
+        acc += (vec)_mm512_permute_ps((__m512)t[b], 0xFF) * load(w + (4 * b + 3) * V);
+    }
+    return acc;
+}
+
+static inline vec relu(vec v) { return v > splat(0.0f) ? v : splat(0.0f); }
+
+// The network for 4 rows: x (4 × F0); h, c, h_out, c_out: layer l's 4 rows at + l·stride. The
+// heads (and the hidden layer's last 4 units) run on blocks of 4 rows × 4 outputs, one vector
+// for all 4 rows instead of a padded vector per row. (A template so that H = 4, QN = 0, discards
+// the row-by-row part.)
+template <int QN = Q>
 static inline void group(const float *x, const float *h, const float *c, float *h_out, float *c_out, int64_t stride,
                          float *raw, int64_t raw_stride, const float *const *w, const float *const *bias,
-                         const float *wh, const float *bh, const float *wo, const float *bo) {
+                         const float *wh, const float *bh, const float *wt, const float *bt,
+                         const float *wo, const float *bo) {
     layer<F0>(x, h, c, h_out, c_out, w[0], bias[0]);
     for (int l = 1; l < L; l++)
         layer<H>(h_out + (l - 1) * stride, h + l * stride, c + l * stride, h_out + l * stride, c_out + l * stride,
                  w[l], bias[l]);
     const float *top = h_out + (L - 1) * stride;
-    vec out[ROWS][1];
-    for (int i = 0; i < ROWS; i++) out[i][0] = load(bo);
+    vec blocks[B];
+    row_blocks(top, blocks);
     if constexpr (HIDDEN) {
-        vec hidden[ROWS][Q + 1];
-        for (int i = 0; i < ROWS; i++)
-            for (int j = 0; j <= Q; j++) hidden[i][j] = load(bh + j * V);
-        accumulate<Q + 1, H, H>(hidden, top, wh);
-        alignas(64) float relu[ROWS * HP];
-        for (int i = 0; i < ROWS; i++)
-            for (int j = 0; j <= Q; j++)
-                store(relu + i * HP + j * V, hidden[i][j] > splat(0.0f) ? hidden[i][j] : splat(0.0f));
-        accumulate<1, H, HP>(out, relu, wo);
-    } else {
-        accumulate<1, H, H>(out, top, wo);
+        vec hidden_blocks[B];
+        if constexpr (QN > 0) {  // the hidden layer's first 16q units row by row, then in blocks
+            vec hidden[ROWS][QN];
+            for (int i = 0; i < ROWS; i++)
+                for (int j = 0; j < QN; j++) hidden[i][j] = load(bh + j * V);
+            accumulate<QN, H, H>(hidden, top, wh);
+            for (int q = 0; q < QN; q++) {
+                vec rows[ROWS], out[ROWS];
+                for (int i = 0; i < ROWS; i++) rows[i] = relu(hidden[i][q]);
+                transpose_blocks(rows, out);
+                for (int a = 0; a < ROWS; a++) hidden_blocks[4 * q + a] = out[a];
+            }
+        }
+        hidden_blocks[B - 1] = relu(blocked_product(blocks, wt, load(bt)));
+        for (int b = 0; b < B; b++) blocks[b] = hidden_blocks[b];
     }
-    alignas(64) float heads[ROWS][V];
-    for (int i = 0; i < ROWS; i++) store(heads[i], out[i][0]);
-    for (int k = 0; k < K; k++)  // head-major: each head's outputs contiguous
-        for (int i = 0; i < ROWS; i++) raw[k * raw_stride + i] = heads[i][k];
+    // lanes 4i + k (row i, head k) to 4k + i, then each head's 4 outputs to its row of raw
+    const vec heads = (vec)_mm512_permutexvar_ps(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
+        (__m512)blocked_product(blocks, wo, load(bo)));
+    alignas(64) float out[V];
+    store(out, heads);
+    for (int k = 0; k < K; k++) memcpy(raw + k * raw_stride, out + 4 * k, 4 * sizeof(float));
 }
 
 // `rows` rows: x (rows × F0); h, c, h_out, c_out: layer l's rows at + l·layer_stride (rows × H,
-// row stride H); raw: head k's rows at + k·raw_stride. w[l], bias[l]: layer l's weights as `layer` takes them; wh
-// (H × HP), bh (HP): the hidden layer transposed and padded; wo (H × V), bo (V): the heads.
+// row stride H); raw: head k's rows at + k·raw_stride. w[l], bias[l]: layer l's weights as `layer` takes them;
+// wh (H × 16q), bh (16q): the hidden layer's first 16q units transposed; wt (H × V), bt (V): its last 4
+// units, and wo (H × V), bo (V): the heads (zero past K), each row repeated for 4 rows as
+// `blocked_product` takes them.
 // The groups of 4 rows run in OpenMP's threads (torch's own pool: the process has loaded its
 // libgomp), from PARALLEL_ROWS rows on.
 constexpr int64_t PARALLEL_ROWS = 8192, PREFETCH_ROWS = 32;
@@ -169,7 +212,8 @@ struct FlushDenormals {
 extern "C" void l2o_network_rows(int64_t rows, int64_t layer_stride, const float *x, const float *h,
                                  const float *c, float *h_out, float *c_out, float *raw, int64_t raw_stride,
                                  const float *const *w, const float *const *bias,
-                                 const float *wh, const float *bh, const float *wo, const float *bo) {
+                                 const float *wh, const float *bh, const float *wt, const float *bt,
+                                 const float *wo, const float *bo) {
     int64_t groups = rows / ROWS;
 #pragma omp parallel if (rows >= PARALLEL_ROWS)
     {
@@ -190,7 +234,7 @@ extern "C" void l2o_network_rows(int64_t rows, int64_t layer_stride, const float
                 _mm_prefetch((const char *)(c_out + l * layer_stride + ahead + line), _MM_HINT_ET0);
             }
         group(x + r * F0, h + r * H, c + r * H, h_out + r * H, c_out + r * H, layer_stride, raw + r, raw_stride,
-              w, bias, wh, bh, wo, bo);
+              w, bias, wh, bh, wt, bt, wo, bo);
     }
     }
     int64_t r = groups * ROWS;
@@ -205,7 +249,7 @@ extern "C" void l2o_network_rows(int64_t rows, int64_t layer_stride, const float
         memcpy(hs + l * ROWS * H, h + l * layer_stride + r * H, n * H * sizeof(float));
         memcpy(cs + l * ROWS * H, c + l * layer_stride + r * H, n * H * sizeof(float));
     }
-    group(xs, hs, cs, h_outs, c_outs, ROWS * H, raws, ROWS, w, bias, wh, bh, wo, bo);
+    group(xs, hs, cs, h_outs, c_outs, ROWS * H, raws, ROWS, w, bias, wh, bh, wt, bt, wo, bo);
     for (int k = 0; k < K; k++) memcpy(raw + k * raw_stride + r, raws + k * ROWS, n * sizeof(float));
     for (int l = 0; l < L; l++) {
         memcpy(h_out + l * layer_stride + r * H, h_outs + l * ROWS * H, n * H * sizeof(float));

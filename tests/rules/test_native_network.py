@@ -64,6 +64,8 @@ def test_native_network_equals_the_torch_path(name, rows, monkeypatch):
 @pytest.mark.parametrize("hidden_size, num_layers", [(4, 1), (36, 3)])
 def test_native_network_takes_other_sizes(hidden_size, num_layers, monkeypatch):
     rule = build_rule("gomath", hidden_size=hidden_size, num_layers=num_layers)
+    with torch.no_grad():  # compiled for this shape, not the torch path after a failed build
+        assert rule._native_kernel(torch.zeros(1, 3)) is not None
     assert_as_accurate_as_the_torch_path(rule, *case(rule, 41), monkeypatch)
 
 
@@ -130,6 +132,7 @@ def test_kernel_does_not_apply_to_float64_autograd_or_odd_sizes(monkeypatch):
     with torch.enable_grad():
         assert build_rule("gomath")._native_kernel(rows) is None
     assert not native_network.supported(native_network.NetworkShape(3, 21, 2, 3, True))
+    assert not native_network.supported(native_network.NetworkShape(3, 20, 2, 5, True))  # 4 heads fill a vector
     monkeypatch.setenv("L2O_NATIVE", "0")
     assert not native_network.supported(SHAPE)
 
