@@ -205,7 +205,7 @@ constexpr int64_t PARALLEL_ROWS = 8192, PREFETCH_ROWS = 32;
 // value is below 1.2e-38 in magnitude, so no output moves by more than that.
 struct FlushDenormals {
     unsigned saved = _mm_getcsr();
-    FlushDenormals() { _mm_setcsr(saved | _MM_FLUSH_ZERO_ON | 0x0040 /* DAZ */); }
+    FlushDenormals() { _mm_setcsr(saved | _MM_FLUSH_ZERO_ON | _MM_DENORMALS_ZERO_ON); }
     ~FlushDenormals() { _mm_setcsr(saved); }
 };
 
