@@ -197,16 +197,14 @@ def step_variants(rule: UpdateRule, device: str, args) -> list[tuple[str, Update
     through torch's kernels too (``L2O_NATIVE=0``, labelled "torch path"), side by side: the
     compiled variant compiles the features and update on both paths and the LSTM cells on
     torch's."""
-    native = False
+    paths: list[tuple[str, dict[str, str]]] = [("", {})]
     if isinstance(rule, CoordinateLSTMRule):
         with torch.no_grad():
-            native = rule._native_kernel(torch.zeros(1, rule.num_features, device=device)) is not None
-    if not native:
-        return [(label, variant, {}) for label, variant in variants(rule, args).items()]
-    torch_path = {"L2O_NATIVE": "0"}
+            if rule._native_kernel(torch.zeros(1, rule.num_features, device=device)) is not None:
+                paths.append(("torch path", {"L2O_NATIVE": "0"}))
     runs = []
     for label, variant in variants(rule, args).items():
-        for path, environment in (("", {}), ("torch path", torch_path)):
+        for path, environment in paths:
             words = [word for word in (label.strip(" ()"), path) if word]  # " (compiled, torch path)"
             runs.append((f" ({', '.join(words)})" if words else "", variant, environment))
     return runs

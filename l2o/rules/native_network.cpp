@@ -164,9 +164,9 @@ static inline void group(const float *x, const float *h, const float *c, float *
     const float *top = h_out + (L - 1) * stride;
     vec blocks[B];
     row_blocks(top, blocks);
-    if constexpr (HIDDEN) {
-        vec hidden_blocks[B];
-        if constexpr (QN > 0) {  // the hidden layer's first 16q units row by row, then in blocks
+    if constexpr (HIDDEN) {  // the hidden layer's outputs replace `blocks`: its last 4 units first
+        const vec tail = relu(blocked_product(blocks, wt, load(bt)));
+        if constexpr (QN > 0) {  // its first 16q units row by row (from `top`), then in blocks
             vec hidden[ROWS][QN];
             for (int i = 0; i < ROWS; i++)
                 for (int j = 0; j < QN; j++) hidden[i][j] = load(bh + j * V);
@@ -175,11 +175,10 @@ static inline void group(const float *x, const float *h, const float *c, float *
                 vec rows[ROWS], out[ROWS];
                 for (int i = 0; i < ROWS; i++) rows[i] = relu(hidden[i][q]);
                 transpose_blocks(rows, out);
-                for (int a = 0; a < ROWS; a++) hidden_blocks[4 * q + a] = out[a];
+                for (int a = 0; a < ROWS; a++) blocks[4 * q + a] = out[a];
             }
         }
-        hidden_blocks[B - 1] = relu(blocked_product(blocks, wt, load(bt)));
-        for (int b = 0; b < B; b++) blocks[b] = hidden_blocks[b];
+        blocks[B - 1] = tail;
     }
     // lanes 4i + k (row i, head k) to 4k + i, then each head's 4 outputs to its row of raw
     const vec heads = (vec)_mm512_permutexvar_ps(

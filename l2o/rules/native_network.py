@@ -60,6 +60,7 @@ from l2o.rules import kernels
 SOURCE = Path(__file__).with_name("native_network.cpp")
 FLAGS = ("-O3", "-mavx512f", "-mavx512dq", "-mfma", "-mprfchw", "-fno-math-errno", "-fopenmp", "-std=c++17", "-shared", "-fPIC")
 VECTOR = 16  # float32 lanes of an AVX-512 register
+EXPONENT_SCALE = -math.log2(math.e)  # the gates' weights give t = −x log₂e, whose σ is 1 / (1 + 2^t)
 
 
 @dataclass(frozen=True)
@@ -161,9 +162,8 @@ def pack_weights(lstm: torch.nn.LSTM, hidden_layer: torch.nn.Linear | None, head
     gates, biases = [], []
     for parameters in kernels.layer_parameters(lstm):
         weight, bias = kernels.scaled_gates(*parameters)  # the g rows doubled: tanh(g) = 2σ(2g) − 1
-        # and all of them by −log₂e: the kernel's σ takes the exponent t = −x log₂e, σ = 1/(1 + 2^t)
-        gates.append((weight.double() * -math.log2(math.e)).float()[columns].t().contiguous())
-        biases.append((bias.double() * -math.log2(math.e)).float()[columns].contiguous())
+        gates.append((weight.double() * EXPONENT_SCALE).float()[columns].t().contiguous())
+        biases.append((bias.double() * EXPONENT_SCALE).float()[columns].contiguous())
     hidden = None
     if hidden_layer is not None:
         weight, bias, full = hidden_layer.weight.float(), hidden_layer.bias.float(), size - 4
