@@ -202,7 +202,7 @@ def test_denormals_are_flushed_in_the_kernel_only(monkeypatch):
     as the denormal 1e-39 and the kernel reads as 0, and which a normal c passes unchanged."""
     rule = build_rule("gomath", hidden_size=20, num_layers=1)
     with torch.no_grad():
-        for name, parameter in rule.lstm.named_parameters():
+        for parameter in rule.lstm.parameters():
             parameter.zero_()
         rule.lstm.bias_ih_l0[:20] = -40.0  # i
         rule.lstm.bias_ih_l0[20:40] = 40.0  # f
