@@ -21,18 +21,26 @@ def forward(rule, features, h, c, native, monkeypatch):
         return rule.network(features, h, c)
 
 
-def assert_as_accurate_as_the_torch_path(rule, features, h, c, monkeypatch):
-    """The kernel's outputs are as close to a float64 evaluation of the network as torch's
-    float32 path's are (at most twice as far, plus an ulp of the outputs' size): a deeper or
-    wider network rounds more in both, so the two paths' distance from each other grows with
-    it; an inaccurate σ or a wrong weight shows up here against the float64 values."""
+def assert_as_accurate_as_the_torch_path(rule, monkeypatch, rows=4096):
+    """On ``rows`` rows of :func:`case`, the kernel's outputs are as close to a float64
+    evaluation of the network as torch's float32 path's are: their RMS error at most twice
+    torch's, their largest at most 3 times (plus an ulp of the outputs' size). Both round, and
+    a deeper or wider network rounds more on both paths, so the paths' distance from each other
+    grows with it; an inaccurate σ or a wrong weight shows here against the float64 values.
+    Over thousands of rows the errors' statistics are stable (over 4 rules × 5 seeds the
+    ratios were 1.1 in the median, at most 1.6 for the RMS and 1.9 for the largest error),
+    where the largest error of a handful of rows is luck."""
+    features, h, c = case(rule, rows)
     native = forward(rule, features, h, c, True, monkeypatch)
     reference = forward(rule, features, h, c, False, monkeypatch)
     exact = forward(copy.deepcopy(rule).double(), features.double(), h.double(), c.double(), False, monkeypatch)
     for fast, slow, truth, what in zip(native, reference, exact, ("raw", "h", "c")):
         assert fast.shape == truth.shape
-        error, reference_error = ((t.double() - truth).abs().max().item() for t in (fast, slow))
-        assert error <= 2 * reference_error + 2**-23 * truth.abs().max().item(), (what, error, reference_error)
+        errors = [t.double() - truth for t in (fast, slow)]
+        rms, reference_rms = (e.pow(2).mean().sqrt().item() for e in errors)
+        largest, reference_largest = (e.abs().max().item() for e in errors)
+        assert rms <= 2 * reference_rms, (what, rms, reference_rms)
+        assert largest <= 3 * reference_largest + 2**-23 * truth.abs().max().item(), (what, largest, reference_largest)
 
 
 def case(rule, rows, seed=0):
@@ -57,7 +65,12 @@ def test_native_network_equals_the_torch_path(name, rows, monkeypatch):
         assert fast.shape == slow.shape
         torch.testing.assert_close(fast, slow, rtol=1e-5, atol=2e-6, msg=what)
     assert not torch.equal(native[0], reference[0]) or rows < 4  # it did run the kernel (other rounding)
-    assert_as_accurate_as_the_torch_path(rule, features, h, c, monkeypatch)
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", ["gomath", "mathl2o", "l2l", "rnnprop"])
+def test_native_network_is_as_accurate_as_the_torch_path(name, monkeypatch):
+    assert_as_accurate_as_the_torch_path(build_rule(name), monkeypatch)
 
 
 @needs_kernel
@@ -66,7 +79,7 @@ def test_native_network_takes_other_sizes(hidden_size, num_layers, monkeypatch):
     rule = build_rule("gomath", hidden_size=hidden_size, num_layers=num_layers)
     with torch.no_grad():  # compiled for this shape, not the torch path after a failed build
         assert rule._native_kernel(torch.zeros(1, 3)) is not None
-    assert_as_accurate_as_the_torch_path(rule, *case(rule, 41), monkeypatch)
+    assert_as_accurate_as_the_torch_path(rule, monkeypatch)
 
 
 @needs_kernel
