@@ -20,6 +20,12 @@ LASSO (``configs/1_lasso_training_wo_xk_set.yaml``): ``sigmoid`` (2σ), ``sigmoi
 Weights start as the official ``_init_parameters``: Xavier-uniform matrices, zero biases.
 The optional bias heads b3, b4 of the official code (off in every paper configuration)
 are not included.
+
+A drop-in step of a large float32 model on an AVX-512 CPU with σ-type heads (``sigmoid``,
+``sigmoid1``: every LASSO configuration) runs whole in the native kernel
+(:func:`l2o.rules.native_network.gomath_rows`): features, network and update for 4 coordinates
+at a time, reading ``x``, ``∇f`` and ``V`` once, where the chunked step ran a dozen torch passes
+over them (equal to it to a few ulps of the largest coordinate: tested).
 """
 
 from __future__ import annotations
@@ -30,12 +36,15 @@ import torch
 from torch import Tensor, nn
 
 from l2o.features import gradient_feature_scales, gradient_features
-from l2o.rules import kernels
+from l2o.rules import kernels, native_network
 from l2o.rules.base import State, StepContext, step_size, validate_lr
 from l2o.rules.lstm import CoordinateLSTMRule
 from l2o.rules.squash import squash, squash_config, validate_squashes
 
 SAFE_STEP = 0.9999
+
+#: The squashes ``ρ σ(raw)`` whose steps the native kernel runs whole: ρ = this × the head's scale.
+SIGMOID_MULTIPLIERS = {"sigmoid": 2.0, "sigmoid1": 1.0}
 
 
 def base_step(lr: float | None, ctx: StepContext, rule: str) -> Tensor | float:
@@ -111,3 +120,37 @@ class GoMathRule(CoordinateLSTMRule):
         history = state["history"]
         x_next = ctx.prox(x - R * grad - Q * history, R)
         return x_next, {"history": B * history + (1.0 - B) * (x - x_next)}
+
+    def _chunked_step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
+        """A drop-in step of one large model: features, network and update in one native call
+        (:func:`native_network.gomath_rows`) where the kernel applies (float32 on an AVX-512 CPU,
+        σ-type heads, as every LASSO configuration has, and no objective shift), reading
+        ``x``, ``grad`` and the history once and writing only the step's outputs; else the
+        base class's chunks. Equal to :meth:`update` of :meth:`network` of :meth:`features` up
+        to the kernel's rounding (tested)."""
+        kernel = self._native_step_kernel(x, ctx)
+        if kernel is None:
+            return super()._chunked_step(x, grad, state, ctx)
+        state = {**state, **self.instance_statistics(x, grad, state, ctx)}
+        h, c = self._network_states(state["h"], state["c"], x.shape[1])
+        h_next, c_next = self._next_states(h, c, ctx)
+        x_next, history_next = self._output_like(x, ctx), self._output_like(x, ctx)
+        divisors = state["feature_scale"].clamp_min(torch.finfo(x.dtype).tiny)[0].tolist()
+        coefficients = [SIGMOID_MULTIPLIERS[name] * scale for name, scale in (self.squashes[h] for h in self.heads)]
+        constants = [*divisors, float(ctx.l1), float(base_step(self.lr, ctx, "GoMathL2O")), *coefficients]
+        native_network.gomath_rows(kernel, self._native_weights(), x[0], grad[0].contiguous(),
+                                   state["history"][0].contiguous(), h.contiguous(), c.contiguous(), h_next, c_next,
+                                   x_next[0], history_next[0], constants)
+        return x_next, {**state, "history": history_next, "h": h_next, "c": c_next}
+
+    def _native_step_kernel(self, x: Tensor, ctx: StepContext):
+        """The native kernel when it runs this rule's whole step on ``x`` ``(1, N)``, else None:
+        never for a subclass that changes the features or the update, which the kernel would
+        bypass."""
+        own = all(getattr(type(self), name) is getattr(GoMathRule, name)
+                  for name in ("features", "instance_statistics", "update", "extra_state"))
+        if (not own or ctx.shift is not None or x.dtype != torch.float32 or torch.as_tensor(ctx.l1).numel() != 1
+                or any(self.squashes[head][0] not in SIGMOID_MULTIPLIERS for head in self.heads)):
+            return None
+        kernel = self._native_kernel(x)
+        return kernel if kernel is not None and hasattr(kernel, "l2o_gomath_rows") else None

@@ -26,7 +26,7 @@ autograd runs the whole network (layers and heads) in one native kernel instead
 (:mod:`~l2o.rules.native_network`, equal to the torch path up to rounding: tested). A
 drop-in step of a large model whose rule has coordinate-wise features and update
 (``coordinatewise``: GoMathL2O, Math-L2O, L2L, RNNprop) also runs them in chunks of
-``STEP_CHUNK_ROWS`` coordinates.
+``STEP_CHUNK_ROWS`` coordinates; GoMathL2O's with σ-type heads runs whole in the native kernel.
 """
 
 from __future__ import annotations

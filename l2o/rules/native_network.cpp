@@ -2,6 +2,7 @@
 // over rows, float32, AVX-512, every layer of a group of 4 rows in registers; H = 16q + 4.
 #include <stdint.h>
 #include <string.h>
+#include <cmath>
 #include <immintrin.h>
 
 #if !defined(__AVX512F__) || !defined(__AVX512DQ__)
@@ -158,29 +159,36 @@ static inline vec blocked_product(const vec (&t)[B], const float *w, vec acc) {
 
 static inline vec relu(vec v) { return v > splat(0.0f) ? v : splat(0.0f); }
 
-// The network for 4 rows: x (4 × F0); h, c, h_out, c_out: layer l's 4 rows at + l·stride. The
-// heads (and the hidden layer's last 4 units) run on blocks of 4 rows × 4 outputs, one vector
-// for all 4 rows instead of a padded vector per row. (A template so that H = 4, QN = 0, discards
-// the row-by-row part.)
+// The network's weights as the kernel reads them (native_network.py's PackedWeights): w[l],
+// bias[l]: layer l's as `layer` takes them; wh (H × 16q), bh (16q): the hidden layer's first 16q
+// units transposed; wt (H × V), bt (V): its last 4 units, and wo (H × V), bo (V): the heads
+// (zero past K), each row repeated for 4 rows as `blocked_product` takes them.
+struct Weights {
+    const float *const *w, *const *bias;
+    const float *wh, *bh, *wt, *bt, *wo, *bo;
+};
+
+// The network for 4 rows: x (4 × F0); h, c, h_out, c_out: layer l's 4 rows at + l·stride. Returns
+// the heads' outputs, lane 4k + i for head k of row i. The heads (and the hidden layer's last 4
+// units) run on blocks of 4 rows × 4 outputs, one vector for all 4 rows instead of a padded vector
+// per row. (A template so that H = 4, QN = 0, discards the row-by-row part.)
 template <int QN = Q>
-static inline void group(const float *x, const float *h, const float *c, float *h_out, float *c_out, int64_t stride,
-                         float *raw, int64_t raw_stride, const float *const *w, const float *const *bias,
-                         const float *wh, const float *bh, const float *wt, const float *bt,
-                         const float *wo, const float *bo) {
-    layer<F0>(x, h, c, h_out, c_out, w[0], bias[0]);
+static inline vec network(const float *x, const float *h, const float *c, float *h_out, float *c_out, int64_t stride,
+                          const Weights &weights) {
+    layer<F0>(x, h, c, h_out, c_out, weights.w[0], weights.bias[0]);
     for (int l = 1; l < L; l++)
         layer<H>(h_out + (l - 1) * stride, h + l * stride, c + l * stride, h_out + l * stride, c_out + l * stride,
-                 w[l], bias[l]);
+                 weights.w[l], weights.bias[l]);
     const float *top = h_out + (L - 1) * stride;
     vec blocks[B];
     row_blocks(top, blocks);
     if constexpr (HIDDEN) {  // the hidden layer's outputs replace `blocks`: its last 4 units first
-        const vec tail = relu(blocked_product(blocks, wt, load(bt)));
+        const vec tail = relu(blocked_product(blocks, weights.wt, load(weights.bt)));
         if constexpr (QN > 0) {  // its first 16q units row by row (from `top`), then in blocks
             vec hidden[ROWS][QN];
             for (int i = 0; i < ROWS; i++)
-                for (int j = 0; j < QN; j++) hidden[i][j] = load(bh + j * V);
-            accumulate<QN, H, H>(hidden, top, wh);
+                for (int j = 0; j < QN; j++) hidden[i][j] = load(weights.bh + j * V);
+            accumulate<QN, H, H>(hidden, top, weights.wh);
             for (int q = 0; q < QN; q++) {
                 vec rows[ROWS], out[ROWS];
                 for (int i = 0; i < ROWS; i++) rows[i] = relu(hidden[i][q]);
@@ -190,20 +198,11 @@ static inline void group(const float *x, const float *h, const float *c, float *
         }
         blocks[B - 1] = tail;
     }
-    // lanes 4i + k (row i, head k) to 4k + i, then each head's 4 outputs to its row of raw
-    const vec heads = (vec)_mm512_permutexvar_ps(
+    return (vec)_mm512_permutexvar_ps(  // lanes 4i + k (row i, head k) to 4k + i
         _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
-        (__m512)blocked_product(blocks, wo, load(bo)));
-    alignas(64) float out[V];
-    store(out, heads);
-    for (int k = 0; k < K; k++) memcpy(raw + k * raw_stride, out + 4 * k, 4 * sizeof(float));
+        (__m512)blocked_product(blocks, weights.wo, load(weights.bo)));
 }
 
-// `rows` rows: x (rows × F0); h, c, h_out, c_out: layer l's rows at + l·layer_stride (rows × H,
-// row stride H); raw: head k's rows at + k·raw_stride. w[l], bias[l]: layer l's weights as `layer` takes them;
-// wh (H × 16q), bh (16q): the hidden layer's first 16q units transposed; wt (H × V), bt (V): its last 4
-// units, and wo (H × V), bo (V): the heads (zero past K), each row repeated for 4 rows as
-// `blocked_product` takes them.
 // The groups of 4 rows run in OpenMP's threads (torch's own pool: the process has loaded its
 // libgomp), from PARALLEL_ROWS rows on.
 constexpr int64_t PARALLEL_ROWS = 8192, PREFETCH_ROWS = 32;
@@ -218,11 +217,18 @@ struct FlushDenormals {
     ~FlushDenormals() { _mm_setcsr(saved); }
 };
 
-extern "C" void l2o_network_rows(int64_t rows, int64_t layer_stride, const float *x, const float *h,
-                                 const float *c, float *h_out, float *c_out, float *raw, int64_t raw_stride,
-                                 const float *const *w, const float *const *bias,
-                                 const float *wh, const float *bh, const float *wt, const float *bt,
-                                 const float *wo, const float *bo) {
+// A call's per-row arrays besides the states: NI read, IW floats a row, and NO written, OW floats a row.
+template <int NI, int IW, int NO, int OW>
+struct RowArrays {
+    const float *in[NI];
+    float *out[NO];
+};
+
+// `group` (4 rows' arrays, from RowArrays at their rows; their h, c, h_out, c_out, layer stride)
+// over `rows` rows; h, c, h_out, c_out: layer l's rows at + l·layer_stride (rows × H, row stride H).
+template <int NI, int IW, int NO, int OW, class Group>
+static void run_rows(int64_t rows, int64_t layer_stride, const float *h, const float *c, float *h_out, float *c_out,
+                     const RowArrays<NI, IW, NO, OW> &arrays, Group group) {
     int64_t groups = rows / ROWS;
 #pragma omp parallel if (rows >= PARALLEL_ROWS)
     {
@@ -242,8 +248,11 @@ extern "C" void l2o_network_rows(int64_t rows, int64_t layer_stride, const float
                 _mm_prefetch((const char *)(h_out + l * layer_stride + ahead + line), _MM_HINT_ET0);
                 _mm_prefetch((const char *)(c_out + l * layer_stride + ahead + line), _MM_HINT_ET0);
             }
-        group(x + r * F0, h + r * H, c + r * H, h_out + r * H, c_out + r * H, layer_stride, raw + r, raw_stride,
-              w, bias, wh, bh, wt, bt, wo, bo);
+        const float *in[NI];
+        float *out[NO];
+        for (int j = 0; j < NI; j++) in[j] = arrays.in[j] + r * IW;
+        for (int j = 0; j < NO; j++) out[j] = arrays.out[j] + r * OW;
+        group(in, out, h + r * H, c + r * H, h_out + r * H, c_out + r * H, layer_stride);
     }
     }
     int64_t r = groups * ROWS;
@@ -251,17 +260,93 @@ extern "C" void l2o_network_rows(int64_t rows, int64_t layer_stride, const float
     FlushDenormals flushed;  // as every other row
     // the last 1-3 rows through zero-padded copies (each row's arithmetic is the same)
     int n = (int)(rows - r);
-    float xs[ROWS * F0] = {}, hs[L * ROWS * H] = {}, cs[L * ROWS * H] = {};
-    float h_outs[L * ROWS * H], c_outs[L * ROWS * H], raws[K * ROWS];
-    memcpy(xs, x + r * F0, n * F0 * sizeof(float));
+    float ins[NI][ROWS * IW] = {}, outs[NO][ROWS * OW], hs[L * ROWS * H] = {}, cs[L * ROWS * H] = {};
+    float h_outs[L * ROWS * H], c_outs[L * ROWS * H];
+    const float *in[NI];
+    float *out[NO];
+    for (int j = 0; j < NI; j++) in[j] = (const float *)memcpy(ins[j], arrays.in[j] + r * IW, n * IW * sizeof(float));
+    for (int j = 0; j < NO; j++) out[j] = outs[j];
     for (int l = 0; l < L; l++) {
         memcpy(hs + l * ROWS * H, h + l * layer_stride + r * H, n * H * sizeof(float));
         memcpy(cs + l * ROWS * H, c + l * layer_stride + r * H, n * H * sizeof(float));
     }
-    group(xs, hs, cs, h_outs, c_outs, ROWS * H, raws, ROWS, w, bias, wh, bh, wt, bt, wo, bo);
-    for (int k = 0; k < K; k++) memcpy(raw + k * raw_stride + r, raws + k * ROWS, n * sizeof(float));
+    group(in, out, hs, cs, h_outs, c_outs, ROWS * H);
+    for (int j = 0; j < NO; j++) memcpy(arrays.out[j] + r * OW, outs[j], n * OW * sizeof(float));
     for (int l = 0; l < L; l++) {
         memcpy(h_out + l * layer_stride + r * H, h_outs + l * ROWS * H, n * H * sizeof(float));
         memcpy(c_out + l * layer_stride + r * H, c_outs + l * ROWS * H, n * H * sizeof(float));
     }
 }
+
+// The network on `rows` rows: x (rows × F0) in; raw: head k's rows at + k·raw_stride.
+extern "C" void l2o_network_rows(int64_t rows, int64_t layer_stride, const float *x, const float *h,
+                                 const float *c, float *h_out, float *c_out, float *raw, int64_t raw_stride,
+                                 const float *const *w, const float *const *bias,
+                                 const float *wh, const float *bh, const float *wt, const float *bt,
+                                 const float *wo, const float *bo) {
+    const Weights weights{w, bias, wh, bh, wt, bt, wo, bo};
+    RowArrays<1, F0, K, 1> arrays{{x}, {}};
+    for (int k = 0; k < K; k++) arrays.out[k] = raw + k * raw_stride;
+    run_rows(rows, layer_stride, h, c, h_out, c_out, arrays,
+             [&](const float *const *in, float *const *out, const float *hg, const float *cg, float *h_outg,
+                 float *c_outg, int64_t stride) {
+                 alignas(64) float heads[V];
+                 store(heads, network(in[0], hg, cg, h_outg, c_outg, stride, weights));
+                 for (int k = 0; k < K; k++) memcpy(out[k], heads + 4 * k, 4 * sizeof(float));
+             });
+}
+
+#if F0 == 3 && K == 3
+// GoMathL2O's step (l2o/rules/gomath.py) on `rows` coordinates of one instance, around the network:
+// its features [g / s₀, lower / s₁, upper / s₂] in ([lower, upper] = ∂(λ|x|): λ sign(x) at x ≠ 0,
+// ∓λ at x = 0), and from its heads r, q, b out
+//   R = ρ_R σ(r) α, Q = ρ_Q σ(q), B = ρ_B σ(b)   (ρ: 2 × the scale for "sigmoid", the scale for "sigmoid1"),
+//   u = x − R g − Q V,  x' = sign(u) max(|u| − Rλ, 0),  V' = B V + (1 − B)(x − x'),
+// in torch's order of operations, with fused multiply-adds where the compiler contracts them.
+// constants: s₀, s₁, s₂ (each at least the smallest normal float), λ, α, ρ_R, ρ_Q, ρ_B.
+constexpr float MINUS_LOG2E = -1.44269504088896341f;
+
+static inline float sign(float v) { return (float)((v > 0.0f) - (v < 0.0f)); }  // 0 for NaN, as torch's
+
+static inline void gomath_features(const float *x, const float *g, const float *k, float *features) {
+    for (int i = 0; i < ROWS; i++) {
+        float s = sign(x[i]), zero = s == 0.0f;
+        features[3 * i] = g[i] / k[0];
+        features[3 * i + 1] = k[3] * (s - zero) / k[1];
+        features[3 * i + 2] = k[3] * (s + zero) / k[2];
+    }
+}
+
+static inline void gomath_update(vec heads, const float *x, const float *g, const float *v, float *x_out,
+                                 float *v_out, const float *k) {
+    alignas(64) float s[V];
+    store(s, sigmoid_of_exponent(heads * splat(MINUS_LOG2E)));
+    for (int i = 0; i < ROWS; i++) {
+        float R = s[i] * k[5] * k[4], Q = s[4 + i] * k[6], B_ = s[8 + i] * k[7];
+        float u = x[i] - R * g[i] - Q * v[i];
+        float shrunk = std::fabs(u) - R * k[3];
+        x_out[i] = sign(u) * (shrunk < 0.0f ? 0.0f : shrunk);  // relu, NaN kept
+        v_out[i] = B_ * v[i] + (1.0f - B_) * (x[i] - x_out[i]);
+    }
+}
+
+extern "C" void l2o_gomath_rows(int64_t rows, int64_t layer_stride, const float *x, const float *grad,
+                                const float *history, const float *h, const float *c, float *h_out, float *c_out,
+                                float *x_out, float *history_out, const float *constants,
+                                const float *const *w, const float *const *bias,
+                                const float *wh, const float *bh, const float *wt, const float *bt,
+                                const float *wo, const float *bo) {
+    const Weights weights{w, bias, wh, bh, wt, bt, wo, bo};
+    float k[8];
+    memcpy(k, constants, sizeof k);
+    const RowArrays<3, 1, 2, 1> arrays{{x, grad, history}, {x_out, history_out}};
+    run_rows(rows, layer_stride, h, c, h_out, c_out, arrays,
+             [&](const float *const *in, float *const *out, const float *hg, const float *cg, float *h_outg,
+                 float *c_outg, int64_t stride) {
+                 alignas(64) float features[ROWS * F0];
+                 gomath_features(in[0], in[1], k, features);
+                 const vec heads = network(features, hg, cg, h_outg, c_outg, stride, weights);
+                 gomath_update(heads, in[0], in[1], in[2], out[0], out[1], k);
+             });
+}
+#endif

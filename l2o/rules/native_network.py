@@ -34,6 +34,12 @@ threads: the ``libgomp`` that torch has loaded, so torch's own pool (``torch.set
 a pool of the kernel's own competed with torch's spinning workers for the cores (a
 1M-parameter step's network took 137 ms in two Python threads, against 84 ms alone).
 
+For GoMathL2O's shape (3 features, 3 heads) the kernel also runs the rule's whole drop-in step,
+``l2o_gomath_rows`` (:func:`gomath_rows`): each group of 4 rows computes its features from
+``x`` and ``∇f``, runs the network, and applies the update to ``x`` and the history ``V`` from
+the heads' σ, so a step reads ``x``, ``∇f``, ``V`` and the states once and writes only its
+outputs (a 1M-parameter step about 8% faster than the chunked one, in alternating runs).
+
 It is compiled on first use with the system's C++ compiler (``$CXX``, else ``g++``) for the
 network's shape (``-DF0 -DH -DL -DK -DHIDDEN``), into ``$L2O_CACHE_DIR`` (default
 ``~/.cache/l2o``), and loaded with ``ctypes``. It applies to float32 CPU rows without autograd, on CPUs
@@ -123,6 +129,9 @@ def library(shape: NetworkShape) -> ctypes.CDLL | None:
     kernel.l2o_network_rows.restype = None
     kernel.l2o_network_rows.argtypes = ([ctypes.c_int64] * 2 + [ctypes.c_void_p] * 6 + [ctypes.c_int64]
                                         + [ctypes.c_void_p] * 8)
+    if hasattr(kernel, "l2o_gomath_rows"):  # built for GoMathL2O's shape (3 features, 3 heads)
+        kernel.l2o_gomath_rows.restype = None
+        kernel.l2o_gomath_rows.argtypes = [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 18
     return kernel
 
 
@@ -191,11 +200,33 @@ def network_rows(kernel: ctypes.CDLL, weights: PackedWeights, inputs: Tensor, h:
     raw = inputs.new_empty(weights.outputs, rows).t()
     if rows == 0:
         return raw
+    kernel.l2o_network_rows(rows, layer_stride, inputs.data_ptr(), h.data_ptr(), c.data_ptr(), h_out.data_ptr(),
+                            c_out.data_ptr(), raw.data_ptr(), rows, *_weight_pointers(weights))
+    return raw
+
+
+def _weight_pointers(weights: PackedWeights) -> list:
+    """The trailing weight arguments of the kernel's entry points."""
     matrices = (ctypes.c_void_p * len(weights.gates))(*(w.data_ptr() for w in weights.gates))
     biases = (ctypes.c_void_p * len(weights.biases))(*(b.data_ptr() for b in weights.biases))
     hidden = (0,) * 4 if weights.hidden is None else tuple(t.data_ptr() for t in weights.hidden)
+    return [matrices, biases, *hidden, weights.heads[0].data_ptr(), weights.heads[1].data_ptr()]
 
-    kernel.l2o_network_rows(rows, layer_stride, inputs.data_ptr(), h.data_ptr(), c.data_ptr(), h_out.data_ptr(),
-                            c_out.data_ptr(), raw.data_ptr(), rows, matrices, biases, *hidden,
-                            weights.heads[0].data_ptr(), weights.heads[1].data_ptr())
-    return raw
+
+def gomath_rows(kernel: ctypes.CDLL, weights: PackedWeights, x: Tensor, grad: Tensor, history: Tensor,
+                h: Tensor, c: Tensor, h_out: Tensor, c_out: Tensor, x_out: Tensor, history_out: Tensor,
+                constants: list[float]) -> None:
+    """GoMathL2O's whole step on the ``N`` coordinates of one instance in one call: its features,
+    the network and its update (:meth:`l2o.rules.gomath.GoMathRule.update` for σ-type heads),
+    writing ``x_out``, ``history_out`` and the new states.
+
+    ``x``, ``grad``, ``history``, ``x_out``, ``history_out``: contiguous float32 ``(N,)``;
+    ``h``, ``c``, ``h_out``, ``c_out``: contiguous ``(L, N, H)``; ``constants``: the features'
+    divisors s₀, s₁, s₂, then λ, α and the heads' coefficients ρ_R, ρ_Q, ρ_B (``native_network.cpp``).
+    """
+    tensors = (x, grad, history, h, c, h_out, c_out, x_out, history_out)
+    if not all(t.is_contiguous() and t.dtype == torch.float32 for t in tensors):
+        raise ValueError("gomath_rows needs contiguous float32 tensors")
+    values = (ctypes.c_float * 8)(*constants)
+    kernel.l2o_gomath_rows(x.shape[0], h.stride(0), *(t.data_ptr() for t in tensors), values,
+                           *_weight_pointers(weights))

@@ -7,6 +7,7 @@ import torch
 
 from l2o.optim import LearnedOptimizer
 from l2o.rules import build_rule, native_network
+from l2o.rules.gomath import GoMathRule
 
 SHAPE = native_network.NetworkShape(3, 20, 2, 3, True)
 needs_kernel = pytest.mark.skipif(
@@ -136,6 +137,60 @@ def test_drop_in_steps_equal_the_torch_path(monkeypatch):
         return parameter.detach()
 
     torch.testing.assert_close(deploy(True), deploy(False), rtol=1e-5, atol=1e-6)
+
+
+@needs_kernel
+@pytest.mark.parametrize("config", [{}, {"r_scale": 0.5, "q_norm": "sigmoid1", "b_scale": 0.9, "lr": 0.07}])
+def test_the_fused_gomath_step_equals_the_chunked_and_torch_paths(config, monkeypatch):
+    """GoMathL2O's whole drop-in step in one native call (features, network, update) gives the
+    parameters, history and LSTM states of the chunked step (the same network kernel, features
+    and update in torch: to a few ulps of the largest coordinate) and of torch's path: with
+    λ > 0 (coordinates at 0 and a shrinking prox), the rule's own lr or 0.9999 / L, other
+    squash scales, and 20,003 coordinates (a partial group of 4)."""
+    calls = []
+    fused = native_network.gomath_rows
+    monkeypatch.setattr(native_network, "gomath_rows", lambda *args: calls.append(1) or fused(*args))
+    rule = build_rule("gomath", **config)
+    for parameter in rule.parameters():  # larger than the default init: the heads' σ in use
+        parameter.data.mul_(3)
+    chunked = GoMathRule._native_step_kernel
+
+    def deploy(path):
+        monkeypatch.setenv("L2O_NATIVE", "0" if path == "torch" else "1")
+        monkeypatch.setattr(GoMathRule, "_native_step_kernel",
+                            chunked if path == "fused" else lambda self, x, ctx: None)
+        torch.manual_seed(1)
+        parameter = torch.nn.Parameter(torch.randn(20003))
+        parameter.data[::7] = 0
+        target = torch.randn(20003)
+        optimizer = LearnedOptimizer([parameter], rule=copy.deepcopy(rule), lipschitz=4.0, l1=0.5)
+        for _ in range(3):
+            optimizer.zero_grad()
+            (2 * (parameter - target).square().sum()).backward()
+            optimizer.step()
+        state = optimizer.state[parameter]["rule_state"]
+        return {"x": parameter.detach(), **{name: state[f"inner.{name}"] for name in ("history", "h", "c")}}
+
+    native = deploy("fused")
+    assert len(calls) == 3  # every step through the fused kernel
+    assert (native["x"] == 0).sum() > 500  # the prox shrank coordinates to 0
+    for other, rtol, atol in ((deploy("chunked"), 0, 2**-21), (deploy("torch"), 1e-5, 1e-6)):
+        for name, value in native.items():
+            torch.testing.assert_close(value, other[name], rtol=rtol, atol=atol * other[name].abs().max().item(),
+                                       msg=name)
+    assert len(calls) == 3
+
+
+@needs_kernel
+def test_other_gomath_heads_step_on_the_chunked_path(monkeypatch):
+    """Softplus heads (the logistic configuration) are not σ-type: their step takes the chunked
+    path (features and update in torch, the network natively)."""
+    monkeypatch.setattr(native_network, "gomath_rows", lambda *args: pytest.fail("fused step for softplus heads"))
+    parameter = torch.nn.Parameter(torch.randn(20003))
+    optimizer = LearnedOptimizer([parameter], rule=build_rule("gomath").logistic(), lr=0.1, l1=0.01)
+    parameter.grad = torch.randn(20003)
+    optimizer.step()
+    assert torch.isfinite(parameter).all()
 
 
 def test_kernel_does_not_apply_to_float64_autograd_or_odd_sizes(monkeypatch):
