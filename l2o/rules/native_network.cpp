@@ -64,14 +64,14 @@ static inline vec sigmoid_of_exponent(vec t) {
 
 constexpr float MINUS_2_LOG2E = -2.88539008177792681f;  // tanh(c) = 2σ(2c) − 1, 2σ(2c) from t = −2c log₂e
 
-// acc[i] (ROWS × NO vectors) += a (ROWS × KA, row stride SA) W (KA × NO·V).
-template <int NO, int KA, int SA>
+// acc[i] (ROWS × NO vectors) += a (ROWS × KA: row i's input k at a[i·SA + k·SK]) W (KA × NO·V).
+template <int NO, int KA, int SA, int SK = 1>
 static inline void accumulate(vec (&acc)[ROWS][NO], const float *a, const float *w) {
     for (int k = 0; k < KA; k++) {
         vec wk[NO];
         for (int j = 0; j < NO; j++) wk[j] = load(w + (k * NO + j) * V);
         for (int i = 0; i < ROWS; i++) {
-            vec s = splat(a[i * SA + k]);
+            vec s = splat(a[i * SA + k * SK]);
             for (int j = 0; j < NO; j++) acc[i][j] += s * wk[j];
         }
     }
@@ -95,16 +95,16 @@ static inline void transpose_blocks(const vec (&in)[ROWS], vec (&out)[ROWS]) {
     out[3] = __builtin_shufflevector(t1, t3, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
 }
 
-// One layer for 4 rows: x (4 × KX, stride KX), h, c, h_out, c_out (4 × H, stride H);
+// One layer for 4 rows: x (4 × KX: row i's input k at x[i·XR + k·XK]), h, c, h_out, c_out (4 × H, stride H);
 // w ((KX + H) × GP): −log₂e [W_ih | W_hh]ᵀ with the g rows doubled and the gate columns grouped
 // (per block of 16 units i, f, g, o; then the last 4 units of i, f, g, o); bias (GP).
-template <int KX>
+template <int KX, int XR = KX, int XK = 1>
 static inline void layer(const float *x, const float *h, const float *c, float *h_out, float *c_out,
                          const float *w, const float *bias) {
     vec acc[ROWS][NV];
     for (int i = 0; i < ROWS; i++)
         for (int j = 0; j < NV; j++) acc[i][j] = load(bias + j * V);
-    accumulate<NV, KX, KX>(acc, x, w);
+    accumulate<NV, KX, XR, XK>(acc, x, w);
     accumulate<NV, H, H>(acc, h, w + KX * GP);
     for (int i = 0; i < ROWS; i++)
         for (int j = 0; j < NV; j++) acc[i][j] = sigmoid_of_exponent(acc[i][j]);
@@ -168,14 +168,14 @@ struct Weights {
     const float *wh, *bh, *wt, *bt, *wo, *bo;
 };
 
-// The network for 4 rows: x (4 × F0); h, c, h_out, c_out: layer l's 4 rows at + l·stride. Returns
+// The network for 4 rows: x (4 × F0: row i's input k at x[i·XR + k·XK]); h, c, h_out, c_out: layer l's 4 rows at + l·stride. Returns
 // the heads' outputs, lane 4k + i for head k of row i. The heads (and the hidden layer's last 4
 // units) run on blocks of 4 rows × 4 outputs, one vector for all 4 rows instead of a padded vector
 // per row. (A template so that H = 4, QN = 0, discards the row-by-row part.)
-template <int QN = Q>
+template <int XR, int XK, int QN = Q>
 static inline vec network(const float *x, const float *h, const float *c, float *h_out, float *c_out, int64_t stride,
                           const Weights &weights) {
-    layer<F0>(x, h, c, h_out, c_out, weights.w[0], weights.bias[0]);
+    layer<F0, XR, XK>(x, h, c, h_out, c_out, weights.w[0], weights.bias[0]);
     for (int l = 1; l < L; l++)
         layer<H>(h_out + (l - 1) * stride, h + l * stride, c + l * stride, h_out + l * stride, c_out + l * stride,
                  weights.w[l], weights.bias[l]);
@@ -291,7 +291,7 @@ extern "C" void l2o_network_rows(int64_t rows, int64_t layer_stride, const float
              [&](const float *const *in, float *const *out, const float *hg, const float *cg, float *h_outg,
                  float *c_outg, int64_t stride) {
                  alignas(64) float heads[V];
-                 store(heads, network(in[0], hg, cg, h_outg, c_outg, stride, weights));
+                 store(heads, network<F0, 1>(in[0], hg, cg, h_outg, c_outg, stride, weights));
                  for (int k = 0; k < K; k++) memcpy(out[k], heads + 4 * k, 4 * sizeof(float));
              });
 }
@@ -306,28 +306,43 @@ extern "C" void l2o_network_rows(int64_t rows, int64_t layer_stride, const float
 // constants: s₀, s₁, s₂ (each at least the smallest normal float), λ, α, ρ_R, ρ_Q, ρ_B.
 constexpr float MINUS_LOG2E = -1.44269504088896341f;
 
-static inline float sign(float v) { return (float)((v > 0.0f) - (v < 0.0f)); }  // 0 for NaN, as torch's
+typedef float quad __attribute__((vector_size(16)));  // 4 rows' values of one quantity
 
-static inline void gomath_features(const float *x, const float *g, const float *k, float *features) {
-    for (int i = 0; i < ROWS; i++) {
-        float s = sign(x[i]), zero = s == 0.0f;
-        features[3 * i] = g[i] / k[0];
-        features[3 * i + 1] = k[3] * (s - zero) / k[1];
-        features[3 * i + 2] = k[3] * (s + zero) / k[2];
-    }
+static inline quad load4(const float *p) { quad v; memcpy(&v, p, sizeof v); return v; }
+static inline quad splat4(float a) { return a - (quad){}; }
+static inline quad lanes4(vec v, int block) {  // lanes 4·block … 4·block + 3 of v
+    alignas(64) float all[V];
+    store(all, v);
+    return load4(all + 4 * block);
 }
 
+// The features of 4 rows, planar (features[4k + i]: feature k of row i): g / s₀; λ sign(x) / s₁ at
+// x ≠ 0, else ∓λ / s₁ (sign(NaN) = 0, as torch's): ±λ / s₁ exactly, so chosen, not computed.
+static inline void gomath_features(const float *x, const float *g, const float *k, float *features) {
+    const quad xs = load4(x), lower = splat4(k[3] / k[1]), upper = splat4(k[3] / k[2]);
+    const quad f0 = load4(g) / splat4(k[0]);
+    const quad f1 = xs > splat4(0.0f) ? lower : -lower, f2 = xs < splat4(0.0f) ? -upper : upper;
+    memcpy(features, &f0, sizeof f0);
+    memcpy(features + 4, &f1, sizeof f1);
+    memcpy(features + 8, &f2, sizeof f2);
+}
+
+// R, Q, B from the heads' σ (lanes 4k + i), then x' and V' of 4 rows; relu by `max(0, ·)`, which
+// keeps NaN (maxps returns its second operand for NaN), and sign(u)·r as r with u's sign (u = ±0
+// gives ±0 where torch gives +0).
 static inline void gomath_update(vec heads, const float *x, const float *g, const float *v, float *x_out,
                                  float *v_out, const float *k) {
-    alignas(64) float s[V];
-    store(s, sigmoid_of_exponent(heads * splat(MINUS_LOG2E)));
-    for (int i = 0; i < ROWS; i++) {
-        float R = s[i] * k[5] * k[4], Q = s[4 + i] * k[6], B_ = s[8 + i] * k[7];
-        float u = x[i] - R * g[i] - Q * v[i];
-        float shrunk = std::fabs(u) - R * k[3];
-        x_out[i] = sign(u) * (shrunk < 0.0f ? 0.0f : shrunk);  // relu, NaN kept
-        v_out[i] = B_ * v[i] + (1.0f - B_) * (x[i] - x_out[i]);
-    }
+    const vec sigma = sigmoid_of_exponent(heads * splat(MINUS_LOG2E));
+    const quad R = lanes4(sigma, 0) * splat4(k[5]) * splat4(k[4]), Q = lanes4(sigma, 1) * splat4(k[6]);
+    const quad Bv = lanes4(sigma, 2) * splat4(k[7]);
+    const quad xs = load4(x), vs = load4(v);
+    const quad u = xs - R * load4(g) - Q * vs;
+    const quad magnitude = (quad)_mm_andnot_ps(_mm_set1_ps(-0.0f), (__m128)u);
+    const quad shrunk = (quad)_mm_max_ps(_mm_setzero_ps(), (__m128)(magnitude - R * splat4(k[3])));
+    const quad x_next = (quad)_mm_or_ps((__m128)shrunk, _mm_and_ps(_mm_set1_ps(-0.0f), (__m128)u));
+    const quad v_next = Bv * vs + (splat4(1.0f) - Bv) * (xs - x_next);
+    memcpy(x_out, &x_next, sizeof x_next);
+    memcpy(v_out, &v_next, sizeof v_next);
 }
 
 extern "C" void l2o_gomath_rows(int64_t rows, int64_t layer_stride, const float *x, const float *grad,
@@ -345,7 +360,7 @@ extern "C" void l2o_gomath_rows(int64_t rows, int64_t layer_stride, const float 
                  float *c_outg, int64_t stride) {
                  alignas(64) float features[ROWS * F0];
                  gomath_features(in[0], in[1], k, features);
-                 const vec heads = network(features, hg, cg, h_outg, c_outg, stride, weights);
+                 const vec heads = network<1, ROWS>(features, hg, cg, h_outg, c_outg, stride, weights);
                  gomath_update(heads, in[0], in[1], in[2], out[0], out[1], k);
              });
 }

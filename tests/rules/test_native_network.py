@@ -182,6 +182,30 @@ def test_the_fused_gomath_step_equals_the_chunked_and_torch_paths(config, monkey
 
 
 @needs_kernel
+def test_the_fused_gomath_step_keeps_nan_where_the_torch_path_does(monkeypatch):
+    """A NaN or infinite gradient coordinate (``check_finite=False``) gives the torch path's NaN
+    pattern and values in the parameters and the history."""
+    rule = build_rule("gomath")
+
+    def deploy(native):
+        monkeypatch.setenv("L2O_NATIVE", "1" if native else "0")
+        torch.manual_seed(1)
+        parameter = torch.nn.Parameter(torch.randn(20003))
+        parameter.data[1::5] = 0
+        optimizer = LearnedOptimizer([parameter], rule=copy.deepcopy(rule), lr=0.1, l1=0.1, check_finite=False)
+        for step in range(2):  # the features' scales from a finite first gradient
+            parameter.grad = torch.randn(20003)
+            if step:
+                parameter.grad[::1000], parameter.grad[3::1000] = float("nan"), float("inf")
+            optimizer.step()
+        return parameter.detach(), optimizer.state[parameter]["rule_state"]["inner.history"]
+
+    for native, reference in zip(deploy(True), deploy(False)):
+        assert torch.equal(native.isnan(), reference.isnan()) and 0 < native.isnan().sum() < 100
+        torch.testing.assert_close(native, reference, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+@needs_kernel
 def test_other_gomath_heads_step_on_the_chunked_path(monkeypatch):
     """Softplus heads (the logistic configuration) are not σ-type: their step takes the chunked
     path (features and update in torch, the network natively)."""
