@@ -30,6 +30,7 @@ over them (equal to it to a few ulps of the largest coordinate: tested).
 
 from __future__ import annotations
 
+import ctypes
 from typing import Any
 
 import torch
@@ -136,14 +137,14 @@ class GoMathRule(CoordinateLSTMRule):
         h_next, c_next = self._next_states(h, c, ctx)
         x_next, history_next = self._output_like(x, ctx), self._output_like(x, ctx)
         divisors = state["feature_scale"].clamp_min(torch.finfo(x.dtype).tiny)[0].tolist()
-        coefficients = [SIGMOID_MULTIPLIERS[name] * scale for name, scale in (self.squashes[h] for h in self.heads)]
+        coefficients = [SIGMOID_MULTIPLIERS[name] * scale for name, scale in map(self.squashes.get, self.heads)]
         constants = [*divisors, float(ctx.l1), float(base_step(self.lr, ctx, "GoMathL2O")), *coefficients]
         native_network.gomath_rows(kernel, self._native_weights(), x[0], grad[0].contiguous(),
                                    state["history"][0].contiguous(), h.contiguous(), c.contiguous(), h_next, c_next,
                                    x_next[0], history_next[0], constants)
         return x_next, {**state, "history": history_next, "h": h_next, "c": c_next}
 
-    def _native_step_kernel(self, x: Tensor, ctx: StepContext):
+    def _native_step_kernel(self, x: Tensor, ctx: StepContext) -> ctypes.CDLL | None:
         """The native kernel when it runs this rule's whole step on ``x`` ``(1, N)``, else None:
         never for a subclass that changes the features or the update, which the kernel would
         bypass."""

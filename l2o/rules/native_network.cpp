@@ -1,5 +1,6 @@
 // The coordinate-wise LSTM network's deployment forward (l2o/rules/native_network.py): one step
-// over rows, float32, AVX-512, every layer of a group of 4 rows in registers; H = 16q + 4.
+// over rows, float32, AVX-512, every layer of a group of 4 rows in registers; H = 16q + 4. For
+// GoMathL2O's shape, also its whole drop-in step (features, network, update: l2o_gomath_rows).
 #include <stdint.h>
 #include <string.h>
 #include <cmath>
