@@ -59,6 +59,15 @@ class StepClock:
         return torch.tensor(self.marks, dtype=torch.float64)
 
 
+def pin_malloc_above_state(x: Tensor, state: State) -> None:
+    """On the CPU, pins glibc's malloc thresholds above the largest of ``x`` and the state's
+    tensors (:func:`~l2o.optim.malloc.pin_malloc_thresholds`): every step returns a new state,
+    and above the thresholds each would be page-faulted in afresh (a GoMathL2O network step on
+    1000 paper LASSO instances took 119 ms unpinned and 47 ms pinned, scratch timing)."""
+    if x.device.type == "cpu":
+        pin_malloc_thresholds(max([x.nbytes] + [v.nbytes for v in state.values() if torch.is_tensor(v)]))
+
+
 def unroll(
     rule: UpdateRule, instances: Instances, steps: int, x: Tensor | None = None,
     state: State | None = None, ctx: StepContext | None = None,
@@ -67,18 +76,17 @@ def unroll(
 
     Differentiable when run with grad enabled (meta-training); ``x``, ``state`` and
     ``ctx`` default to the instances' start, the rule's initial state and
-    ``StepContext.for_instances(instances)`` (pass it to avoid recomputing L). On the CPU
-    glibc's malloc thresholds are pinned above the largest state tensor
-    (:func:`~l2o.optim.malloc.pin_malloc_thresholds`): every step returns a new state, and
-    above the thresholds each would be page-faulted in afresh (a GoMathL2O network step on
-    1000 paper LASSO instances took 119 ms unpinned and 47 ms pinned, scratch timing).
+    ``StepContext.for_instances(instances)`` (pass it to avoid recomputing L). Pins glibc's
+    malloc thresholds above the state (:func:`pin_malloc_above_state`), except inside a
+    ``torch.compile`` trace, whose caller pins them before it (its ctypes call would break the
+    graph: :class:`~l2o.meta.MetaTrainer` with ``compile=True`` pins before each segment).
     """
     ctx = StepContext.for_instances(instances) if ctx is None else ctx
     x = instances.x0() if x is None else x
     instances.check_point(x)
     state = rule.init_state(x, ctx) if state is None else state
-    if x.device.type == "cpu":  # each step's new state is fresh memory: no fresh pages for it
-        pin_malloc_thresholds(max([x.nbytes] + [v.nbytes for v in state.values() if torch.is_tensor(v)]))
+    if not torch.compiler.is_compiling():
+        pin_malloc_above_state(x, state)
     for _ in range(steps):
         x, state = rule.step(x, instances.grad(x) if rule.uses_gradient else None, state, ctx)
         yield x, state

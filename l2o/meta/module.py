@@ -24,7 +24,7 @@ from lightning import LightningModule
 from torch import Tensor
 
 from l2o.eval.metrics import median, relative_suboptimality
-from l2o.eval.rollout import rollout, unroll
+from l2o.eval.rollout import pin_malloc_above_state, rollout, unroll
 from l2o.meta.losses import META_LOSSES
 from l2o.rules import LipschitzEstimate, StepContext, build_rule
 from problems import Instances
@@ -119,6 +119,7 @@ class MetaTrainer(LightningModule):
         x = instances.x0()
         rule = self.stepping_rule
         state = rule.init_state(x, ctx)
+        pin_malloc_above_state(x, state)  # here, not in a compiled segment's trace
         losses = []
         for start in range(0, hp.horizon, hp.unroll):
             with rule.shared_weights():  # the weights change only at the segment's end

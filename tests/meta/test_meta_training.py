@@ -12,6 +12,7 @@ import torch
 
 from l2o.eval import median, relative_suboptimality, rollout
 from l2o.meta import META_LOSSES, MetaTrainer, ProblemDataModule
+from l2o.optim import malloc
 
 TOY = {"m": 10, "n": 20, "sparsity": 3, "l1": 0.1}
 
@@ -86,14 +87,17 @@ def test_interrupted_training_resumes_to_identical_weights(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
-def test_compiled_segments_train_to_the_eager_weights_as_one_graph(tmp_path):
+def test_compiled_segments_train_to_the_eager_weights_as_one_graph(tmp_path, monkeypatch):
     """``compile=True``: every segment of every batch runs one compiled graph (no graph
-    break, no recompilation for new instances of the same shape), to the same weights."""
+    break, no recompilation for new instances of the same shape), to the same weights. The
+    compiled run starts as in a fresh process, with no malloc thresholds pinned yet: pinning
+    them (a ctypes call) inside the traced segment broke its graph."""
     torch._dynamo.reset()
     counters = torch._dynamo.utils.counters
     counters.clear()
     trained = []
     for compile in (False, True):
+        monkeypatch.setattr(malloc, "_pinned", 0)
         L.seed_everything(0, verbose=False)
         model = MetaTrainer(rule="gomath", horizon=4, unroll=2, val_steps=2, compile=compile)
         initial = copy.deepcopy(model.rule.state_dict())
