@@ -79,7 +79,7 @@ def unroll(
     ``StepContext.for_instances(instances)`` (pass it to avoid recomputing L). Pins glibc's
     malloc thresholds above the state (:func:`pin_malloc_above_state`), except inside a
     ``torch.compile`` trace, whose caller pins them before it (its ctypes call would break the
-    graph: :class:`~l2o.meta.MetaTrainer` with ``compile=True`` pins before each segment).
+    graph: :class:`~l2o.meta.MetaTrainer` pins them in ``training_step``, before its segments).
     """
     ctx = StepContext.for_instances(instances) if ctx is None else ctx
     x = instances.x0() if x is None else x
