@@ -77,16 +77,15 @@ def unroll(
     Differentiable when run with grad enabled (meta-training); ``x``, ``state`` and
     ``ctx`` default to the instances' start, the rule's initial state and
     ``StepContext.for_instances(instances)`` (pass it to avoid recomputing L). Pins glibc's
-    malloc thresholds above the state (:func:`pin_malloc_above_state`), except inside a
-    ``torch.compile`` trace, whose caller pins them before it (its ctypes call would break the
-    graph: :class:`~l2o.meta.MetaTrainer` pins them in ``training_step``, before its segments).
+    malloc thresholds above the state (:func:`pin_malloc_above_state`), which does nothing
+    inside a ``torch.compile`` trace: :class:`~l2o.meta.MetaTrainer` pins them in
+    ``training_step``, before its compiled segments.
     """
     ctx = StepContext.for_instances(instances) if ctx is None else ctx
     x = instances.x0() if x is None else x
     instances.check_point(x)
     state = rule.init_state(x, ctx) if state is None else state
-    if not torch.compiler.is_compiling():
-        pin_malloc_above_state(x, state)
+    pin_malloc_above_state(x, state)
     for _ in range(steps):
         x, state = rule.step(x, instances.grad(x) if rule.uses_gradient else None, state, ctx)
         yield x, state

@@ -38,6 +38,8 @@ import ctypes
 import os
 import sys
 
+import torch
+
 #: ``mallopt`` parameters (glibc's ``malloc.h``).
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 
@@ -80,9 +82,12 @@ def pin_malloc_thresholds(largest_temporary: int = 0) -> bool:
     :data:`TEMPORARIES_KEPT` times a larger mmap threshold, unless thresholds at least as high
     are already pinned (see the module's docstring). ``largest_temporary``: bytes
     of the largest full-size temporary a step makes. Returns whether thresholds are pinned:
-    False off glibc, when the user set them, or with ``L2O_PIN_MALLOC=0``."""
+    False off glibc, when the user set them, with ``L2O_PIN_MALLOC=0``, or inside a
+    ``torch.compile`` trace, where it does nothing (its ctypes call would break the graph: the
+    caller pins before compiled code runs)."""
     global _pinned
-    if os.environ.get("L2O_PIN_MALLOC", "1") == "0" or user_chose_thresholds():
+    if (torch.compiler.is_compiling() or os.environ.get("L2O_PIN_MALLOC", "1") == "0"
+            or user_chose_thresholds()):
         return False
     threshold = min(max(MMAP_THRESHOLD, largest_temporary + (1 << 20)), MAX_MMAP_THRESHOLD)
     if threshold <= _pinned:

@@ -117,3 +117,18 @@ def test_the_opt_out_and_the_users_own_thresholds_are_respected():
     assert not run("optimizer", L2O_PIN_MALLOC="0")["pinned"]
     assert not run("optimizer", MALLOC_TRIM_THRESHOLD_="1048576")["pinned"]
     assert not run("optimizer", GLIBC_TUNABLES="glibc.malloc.mmap_threshold=1048576")["pinned"]
+
+
+def test_pinning_inside_a_compiled_trace_does_nothing_and_keeps_the_graph_whole():
+    """Its ctypes call would break the graph (a compiled meta-training segment had been split
+    into a graph per step): traced, it pins nothing, and a later eager call still pins."""
+    program = """
+import json, torch
+from l2o.optim import malloc
+traced = torch.compile(lambda t: (malloc.pin_malloc_thresholds(64 << 20), t + 1)[1], fullgraph=True)
+traced(torch.zeros(3))
+print(json.dumps([malloc._pinned, malloc.pin_malloc_thresholds(64 << 20), malloc._pinned]))
+"""
+    traced, pinned, after = fresh(program)
+    assert traced == 0
+    assert pinned and after == (65 << 20)
