@@ -21,9 +21,9 @@ Weights start as the official ``_init_parameters``: Xavier-uniform matrices, zer
 The optional bias heads b3, b4 of the official code (off in every paper configuration)
 are not included.
 
-A drop-in step of a large float32 model on an AVX-512 CPU with σ-type heads (``sigmoid``,
+A drop-in step of a large float32 model on an AVX-512 or AVX2 CPU with σ-type heads (``sigmoid``,
 ``sigmoid1``: every LASSO configuration) runs whole in the native kernel
-(:func:`l2o.rules.native_network.gomath_rows`): features, network and update for 4 coordinates
+(:func:`l2o.rules.native_network.gomath_rows`): features, network and update for 4 (2) coordinates
 at a time, reading ``x``, ``∇f`` and ``V`` once, where the chunked step ran a dozen torch passes
 over them (equal to it to a few ulps of the largest coordinate: tested).
 """
@@ -124,7 +124,7 @@ class GoMathRule(CoordinateLSTMRule):
 
     def _chunked_step(self, x: Tensor, grad: Tensor, state: State, ctx: StepContext) -> tuple[Tensor, State]:
         """A drop-in step of one large model: features, network and update in one native call
-        (:func:`native_network.gomath_rows`) where the kernel applies (float32 on an AVX-512 CPU,
+        (:func:`native_network.gomath_rows`) where the kernel applies (float32 on an AVX-512 or AVX2 CPU,
         σ-type heads, as every LASSO configuration has, and no objective shift), reading
         ``x``, ``grad`` and the history once and writing only the step's outputs; else the
         base class's chunks. Equal to :meth:`update` of :meth:`network` of :meth:`features` up
@@ -139,7 +139,7 @@ class GoMathRule(CoordinateLSTMRule):
         divisors = state["feature_scale"].clamp_min(torch.finfo(x.dtype).tiny)[0].tolist()
         coefficients = [SIGMOID_MULTIPLIERS[name] * scale for name, scale in map(self.squashes.get, self.heads)]
         constants = [*divisors, float(ctx.l1), float(base_step(self.lr, ctx, "GoMathL2O")), *coefficients]
-        native_network.gomath_rows(kernel, self._native_weights(), x[0], grad[0].contiguous(),
+        native_network.gomath_rows(kernel, self._native_weights(kernel), x[0], grad[0].contiguous(),
                                    state["history"][0].contiguous(), h.contiguous(), c.contiguous(), h_next, c_next,
                                    x_next[0], history_next[0], constants)
         return x_next, {**state, "history": history_next, "h": h_next, "c": c_next}

@@ -21,7 +21,7 @@ are plain ``nn.LSTM`` weights); the step itself is :func:`~l2o.rules.kernels.sta
 (fused layers with a hand-derived backward, equal to ``nn.LSTM`` in values and gradients,
 tested), which on the CPU without autograd runs in chunks of ``LSTM_CHUNK_ROWS`` coordinates
 (a GPU takes them all at once), and whose elementwise parts go through ``torch.compile``
-after :meth:`CoordinateLSTMRule.compile_kernels`. On AVX-512 CPUs a float32 step without
+after :meth:`CoordinateLSTMRule.compile_kernels`. On AVX-512 and AVX2 CPUs a float32 step without
 autograd runs the whole network (layers and heads) in one native kernel instead
 (:mod:`~l2o.rules.native_network`, equal to the torch path up to rounding: tested). A
 drop-in step of a large model whose rule has coordinate-wise features and update
@@ -263,16 +263,18 @@ class CoordinateLSTMRule(UpdateRule):
         shape = native_network.NetworkShape(self.hidden_size if self.input is not None else self.num_features,
                                             self.hidden_size, self.num_layers, len(self.heads),
                                             not isinstance(self.hidden, nn.Identity))
-        return native_network.library(shape) if native_network.supported(shape) else None
+        isa = native_network.instruction_set()
+        return native_network.library(shape, isa) if native_network.supported(shape, isa) else None
 
-    def _native_weights(self) -> native_network.PackedWeights:
-        """:func:`native_network.pack_weights` of this rule, repacked when a parameter changed
-        (its storage or its version counter: optimizer steps, ``load_state_dict``)."""
-        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+    def _native_weights(self, kernel: ctypes.CDLL) -> native_network.PackedWeights:
+        """:func:`native_network.pack_weights` of this rule for ``kernel``'s lanes, repacked when a
+        parameter changed (its storage or its version counter: optimizer steps, ``load_state_dict``)
+        or the lanes did."""
+        key = (kernel.vector, *((p.data_ptr(), p._version) for p in self.parameters()))
         cached = self.__dict__.get("_native_packed")
         if cached is None or cached[0] != key:
             hidden = None if isinstance(self.hidden, nn.Identity) else self.hidden[0]
-            cached = (key, native_network.pack_weights(self.lstm, hidden, self.out))
+            cached = (key, native_network.pack_weights(self.lstm, hidden, self.out, kernel.vector))
             self.__dict__["_native_packed"] = cached
         return cached[1]
 
@@ -305,7 +307,7 @@ class CoordinateLSTMRule(UpdateRule):
             if out is None:
                 h, c = h.contiguous(), c.contiguous()
             h_out, c_out = (torch.empty_like(h), torch.empty_like(c)) if out is None else out
-            raw = native_network.network_rows(kernel, self._native_weights(), inputs, h, c, h_out, c_out)
+            raw = native_network.network_rows(kernel, self._native_weights(kernel), inputs, h, c, h_out, c_out)
             return raw, h_out, c_out
         weights = self._gate_weights() if weights is None else weights
         out, h, c = kernels.stacked_lstm(inputs, h, c, weights, self.compiled, out)

@@ -1,33 +1,44 @@
 // The coordinate-wise LSTM network's deployment forward (l2o/rules/native_network.py): one step
-// over rows, float32, AVX-512, every layer of a group of 4 rows in registers; H = 16q + 4. For
-// GoMathL2O's shape, also its whole drop-in step (features, network, update: l2o_gomath_rows).
+// over rows, float32, in AVX-512 or AVX2 registers, every layer of a group of V/4 rows in
+// registers; H = Vq + 4. For GoMathL2O's shape, also its whole drop-in step (features, network,
+// update: l2o_gomath_rows).
 #include <stdint.h>
 #include <string.h>
 #include <cmath>
 #include <immintrin.h>
 
-#if !defined(__AVX512F__) || !defined(__AVX512DQ__)
-#error "the fused kernel needs AVX-512 F and DQ (-mavx512f -mavx512dq)"
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+#define L2O_AVX512 1
+constexpr int V = 16;             // floats per vector
+#elif defined(__AVX2__) && defined(__FMA__)
+#define L2O_AVX512 0
+constexpr int V = 8;
+#else
+#error "the fused kernel needs AVX-512 F and DQ (-mavx512f -mavx512dq) or AVX2 and FMA (-mavx2 -mfma)"
 #endif
 
 #ifndef F0
 #error "compile with -DF0= -DH= -DL= -DK= -DHIDDEN="
 #endif
-constexpr int V = 16;             // floats per vector
-constexpr int Q = H / V;          // full vectors per gate; the 4 remaining units of all 4 gates share one
-static_assert(H % V == 4, "the fused kernel takes H = 16q + 4 hidden units");
-constexpr int NV = 4 * Q + 1;     // gate vectors per row: [i f g o] per block of 16 units, then the rest
+constexpr int Q = H / V;          // full vectors per gate; the 4 remaining units of all 4 gates share NR
+static_assert(H % V == 4, "the fused kernel takes H = Vq + 4 hidden units");
+constexpr int ROWS = V / 4;       // rows per group: a block of ROWS rows × 4 units fills one vector
+constexpr int NR = 16 / V;        // vectors per row of the last 4 units of i, f, g, o
+constexpr int NV = 4 * Q + NR;    // gate vectors per row: [i f g o] per block of V units, then the rest
 constexpr int GP = NV * V;        // = 4H
-constexpr int ROWS = 4;           // rows per group (the remainder vectors of 4 rows transpose into 4)
-constexpr int B = H / 4;          // blocks of 4 hidden units: a block of 4 rows fills one vector
-static_assert(K >= 1 && K <= 4, "the heads of 4 rows fill one vector: at most 4 heads");
+constexpr int B = H / 4;          // blocks of 4 hidden units: a block of ROWS rows fills one vector
+constexpr int REGISTERS = L2O_AVX512 ? 32 : 16;
+static_assert(K >= 1 && K <= 4, "the heads of a group fill one vector: at most 4 heads");
 
-typedef float vec __attribute__((vector_size(64)));
+typedef float vec __attribute__((vector_size(4 * V)));
 
 static inline vec splat(float a) { return a - (vec){}; }
 static inline vec load(const float *p) { vec v; memcpy(&v, p, sizeof v); return v; }
 static inline void store(float *p, vec v) { memcpy(p, &v, sizeof v); }
 
+extern "C" int l2o_vector_width() { return V; }
+
+#if L2O_AVX512
 // 2^s for |s| ≤ 1/32: a degree-3 polynomial fitted for relative error (1.6e-9; 0.5 ulp in float32
 // Horner), the coefficients rounded to float32.
 static inline vec exp2_polynomial(vec s) {
@@ -62,19 +73,67 @@ static inline vec sigmoid_of_exponent(vec t) {
     __m512 r = _mm512_rcp14_ps(d);
     return (vec)_mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r);
 }
+#else
+// 2^s for |s| ≤ 1/16: a degree-3 polynomial fitted for relative error (1.8e-8, 3.8e-8 with the
+// coefficients rounded to float32).
+static inline vec exp2_polynomial(vec s) {
+    vec p = splat(0.05549890175461769f);
+    p = p * s + splat(0.24026407301425934f);
+    p = p * s + splat(0.6931471824645996f);
+    return p * s + splat(1.0f);
+}
+
+// σ(x) = 1 / (1 + 2^t) as on AVX-512 (above), from AVX2's operations: t is clamped to
+// [−126, 127], so that 2^⌊q⌋ is a normal float's exponent and 1 + 2^t finite (NaN propagates
+// through both: `min` and `max` return their second operand for NaN, and s = NaN). Adding
+// 1.5 · 2^20 (whose ulp is 1/8) rounds t to q, a multiple of 1/8, and its bits less the constant's
+// are n = 8q, whose last 3 bits j index the table 2^(j/8) (`permutevar8x32` reads an index's low 3
+// bits) and whose others, ⌊q⌋, are added to the table entry's exponent field; s = t − q exactly
+// (|s| ≤ 1/16). 1/d by `rcp` (12 bits) and two Newton steps r + r(1 − dr): with one, σ of a
+// saturated gate was 1 − 2^−24, not 1 (an open forget gate shrank c), and σ was within 3.3 ulp
+// of the exact 1 / (1 + 2^t) (0.76 on average); with two, σ(∞) = 1 and 2.7 ulp (0.31 on average;
+// as close as `div_ps`, which took 390 against 309 ns a row in one thread).
+static inline vec sigmoid_of_exponent(vec t) {
+    const __m256 magic = _mm256_set1_ps(1572864.0f);  // 1.5 · 2^20: its ulp is 1/8
+    const __m256 table = _mm256_setr_ps(  // 2^(j/8), rounded to float32
+        1.0f, 1.0905077457427979f, 1.1892070770263672f, 1.2968395948410034f, 1.4142135381698608f,
+        1.5422108173370361f, 1.6817928552627563f, 1.8340080976486206f);
+    __m256 capped = _mm256_max_ps(_mm256_set1_ps(-126.0f), _mm256_min_ps(_mm256_set1_ps(127.0f), (__m256)t));
+    __m256 y = _mm256_add_ps(capped, magic);
+    __m256 s = _mm256_sub_ps(capped, _mm256_sub_ps(y, magic));
+    __m256i n = _mm256_sub_epi32(_mm256_castps_si256(y), _mm256_castps_si256(magic));
+    __m256i scale = _mm256_slli_epi32(_mm256_and_si256(n, _mm256_set1_epi32(~7)), 20);  // ⌊q⌋ << 23
+    __m256 e = _mm256_castsi256_ps(_mm256_add_epi32(
+        _mm256_castps_si256(_mm256_permutevar8x32_ps(table, _mm256_castps_si256(y))), scale));
+    __m256 d = _mm256_fmadd_ps(e, (__m256)exp2_polynomial((vec)s), _mm256_set1_ps(1.0f));
+    __m256 r = _mm256_rcp_ps(d);
+    r = _mm256_fmadd_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(1.0f)), r);
+    return (vec)_mm256_fmadd_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(1.0f)), r);
+}
+#endif
 
 constexpr float MINUS_2_LOG2E = -2.88539008177792681f;  // tanh(c) = 2σ(2c) − 1, 2σ(2c) from t = −2c log₂e
 
-// acc[i] (ROWS × NO vectors) += a (ROWS × KA: row i's input k at a[i·SA + k·SK]) W (KA × NO·V).
+// acc[i] (ROWS × NO vectors) += a (ROWS × KA: row i's input k at a[i·SA + k·SK]) W (KA × NO·V):
+// with the NO weight vectors of an input in registers for all ROWS rows where the accumulators
+// and they fit (AVX-512's 32 registers), else row by row with the weights read from L1 (AVX2's 16).
 template <int NO, int KA, int SA, int SK = 1>
 static inline void accumulate(vec (&acc)[ROWS][NO], const float *a, const float *w) {
-    for (int k = 0; k < KA; k++) {
-        vec wk[NO];
-        for (int j = 0; j < NO; j++) wk[j] = load(w + (k * NO + j) * V);
-        for (int i = 0; i < ROWS; i++) {
-            vec s = splat(a[i * SA + k * SK]);
-            for (int j = 0; j < NO; j++) acc[i][j] += s * wk[j];
+    if constexpr ((ROWS + 1) * NO < REGISTERS) {
+        for (int k = 0; k < KA; k++) {
+            vec wk[NO];
+            for (int j = 0; j < NO; j++) wk[j] = load(w + (k * NO + j) * V);
+            for (int i = 0; i < ROWS; i++) {
+                vec s = splat(a[i * SA + k * SK]);
+                for (int j = 0; j < NO; j++) acc[i][j] += s * wk[j];
+            }
         }
+    } else {
+        for (int i = 0; i < ROWS; i++)
+            for (int k = 0; k < KA; k++) {
+                vec s = splat(a[i * SA + k * SK]);
+                for (int j = 0; j < NO; j++) acc[i][j] += s * load(w + (k * NO + j) * V);
+            }
     }
 }
 
@@ -84,8 +143,9 @@ static inline void cell(vec i, vec f, vec g, vec o, vec c, vec &c_next, vec &h_n
     h_next = o * (splat(2.0f) * sigmoid_of_exponent(c_next * splat(MINUS_2_LOG2E)) - splat(1.0f));
 }
 
-// 4 × 4 blocks of 4 floats: out[b] lane-block a = in[a] lane-block b.
+// ROWS × ROWS blocks of 4 floats: out[b] lane-block a = in[a] lane-block b.
 static inline void transpose_blocks(const vec (&in)[ROWS], vec (&out)[ROWS]) {
+#if L2O_AVX512
     vec t0 = __builtin_shufflevector(in[0], in[1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
     vec t1 = __builtin_shufflevector(in[0], in[1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
     vec t2 = __builtin_shufflevector(in[2], in[3], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
@@ -94,11 +154,16 @@ static inline void transpose_blocks(const vec (&in)[ROWS], vec (&out)[ROWS]) {
     out[1] = __builtin_shufflevector(t0, t2, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
     out[2] = __builtin_shufflevector(t1, t3, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
     out[3] = __builtin_shufflevector(t1, t3, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+#else
+    out[0] = __builtin_shufflevector(in[0], in[1], 0, 1, 2, 3, 8, 9, 10, 11);
+    out[1] = __builtin_shufflevector(in[0], in[1], 4, 5, 6, 7, 12, 13, 14, 15);
+#endif
 }
 
-// One layer for 4 rows: x (4 × KX: row i's input k at x[i·XR + k·XK]), h, c, h_out, c_out (4 × H, stride H);
-// w ((KX + H) × GP): −log₂e [W_ih | W_hh]ᵀ with the g rows doubled and the gate columns grouped
-// (per block of 16 units i, f, g, o; then the last 4 units of i, f, g, o); bias (GP).
+// One layer for ROWS rows: x (ROWS × KX: row i's input k at x[i·XR + k·XK]), h, c, h_out, c_out
+// (ROWS × H, stride H); w ((KX + H) × GP): −log₂e [W_ih | W_hh]ᵀ with the g rows doubled and the
+// gate columns grouped (per block of V units i, f, g, o; then the last 4 units of i, f, g, o, in
+// NR vectors); bias (GP).
 template <int KX, int XR = KX, int XK = 1>
 static inline void layer(const float *x, const float *h, const float *c, float *h_out, float *c_out,
                          const float *w, const float *bias) {
@@ -117,9 +182,13 @@ static inline void layer(const float *x, const float *h, const float *c, float *
             store(c_out + i * H + b * V, c_next);
             store(h_out + i * H + b * V, h_next);
         }
-    vec rest[ROWS], gate[ROWS];
-    for (int i = 0; i < ROWS; i++) rest[i] = acc[i][NV - 1];
-    transpose_blocks(rest, gate);  // gate[0] = [i of rows 0..3], then f, g, o
+    vec gate[4];  // gate[0] = [i of the ROWS rows' last 4 units], then f, g, o
+    for (int p = 0; p < NR; p++) {
+        vec rest[ROWS], blocks[ROWS];
+        for (int i = 0; i < ROWS; i++) rest[i] = acc[i][4 * Q + p];
+        transpose_blocks(rest, blocks);
+        for (int a = 0; a < ROWS; a++) gate[p * ROWS + a] = blocks[a];
+    }
     alignas(64) float tail[V], c_tail[V], h_tail[V];
     for (int i = 0; i < ROWS; i++) memcpy(tail + 4 * i, c + i * H + Q * V, 4 * sizeof(float));
     vec c_next, h_next;
@@ -132,47 +201,67 @@ static inline void layer(const float *x, const float *h, const float *c, float *
     }
 }
 
-// 4 rows × H (row stride H) as B block vectors: t[b] lane 4i + v = x[i][4b + v].
+// ROWS rows × H (row stride H) as B block vectors: t[b] lane 4i + v = x[i][4b + v].
 static inline void row_blocks(const float *x, vec (&t)[B]) {
     for (int q = 0; q < Q; q++) {
         vec rows[ROWS], blocks[ROWS];
         for (int i = 0; i < ROWS; i++) rows[i] = load(x + i * H + q * V);
         transpose_blocks(rows, blocks);
-        for (int a = 0; a < ROWS; a++) t[4 * q + a] = blocks[a];
+        for (int a = 0; a < ROWS; a++) t[ROWS * q + a] = blocks[a];
     }
     alignas(64) float tail[V];
     for (int i = 0; i < ROWS; i++) memcpy(tail + 4 * i, x + i * H + Q * V, 4 * sizeof(float));
     t[B - 1] = load(tail);
 }
 
-// acc lane 4i + u += Σ_k x[i][k] W[k][u] for 4 outputs u of 4 rows i at once, from x's blocks t:
-// lane v of each row's block broadcast within its 4 lanes (k = 4b + v, in order); w (H × V):
-// row k = W[k][0..3] repeated for the 4 rows.
+// Lane v of each block of 4 lanes, broadcast within its block.
+template <int v>
+static inline vec block_lane(vec t) {
+#if L2O_AVX512
+    return (vec)_mm512_permute_ps((__m512)t, v * 0x55);
+#else
+    return (vec)_mm256_permute_ps((__m256)t, v * 0x55);
+#endif
+}
+
+// acc lane 4i + u += Σ_k x[i][k] W[k][u] for 4 outputs u of ROWS rows i at once, from x's blocks
+// t: lane v of each row's block broadcast within its 4 lanes (k = 4b + v, in order); w (H × V):
+// row k = W[k][0..3] repeated for the ROWS rows.
 static inline vec blocked_product(const vec (&t)[B], const float *w, vec acc) {
     for (int b = 0; b < B; b++) {
-        acc += (vec)_mm512_permute_ps((__m512)t[b], 0x00) * load(w + (4 * b) * V);
-        acc += (vec)_mm512_permute_ps((__m512)t[b], 0x55) * load(w + (4 * b + 1) * V);
-        acc += (vec)_mm512_permute_ps((__m512)t[b], 0xAA) * load(w + (4 * b + 2) * V);
-        acc += (vec)_mm512_permute_ps((__m512)t[b], 0xFF) * load(w + (4 * b + 3) * V);
+        acc += block_lane<0>(t[b]) * load(w + (4 * b) * V);
+        acc += block_lane<1>(t[b]) * load(w + (4 * b + 1) * V);
+        acc += block_lane<2>(t[b]) * load(w + (4 * b + 2) * V);
+        acc += block_lane<3>(t[b]) * load(w + (4 * b + 3) * V);
     }
     return acc;
 }
 
 static inline vec relu(vec v) { return v > splat(0.0f) ? v : splat(0.0f); }
 
+// Lanes 4i + k (row i, head k) to ROWS·k + i (head-major).
+static inline vec head_major(vec v) {
+#if L2O_AVX512
+    return __builtin_shufflevector(v, v, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+#else
+    return __builtin_shufflevector(v, v, 0, 4, 1, 5, 2, 6, 3, 7);
+#endif
+}
+
 // The network's weights as the kernel reads them (native_network.py's PackedWeights): w[l],
-// bias[l]: layer l's as `layer` takes them; wh (H × 16q), bh (16q): the hidden layer's first 16q
+// bias[l]: layer l's as `layer` takes them; wh (H × Vq), bh (Vq): the hidden layer's first Vq
 // units transposed; wt (H × V), bt (V): its last 4 units, and wo (H × V), bo (V): the heads
-// (zero past K), each row repeated for 4 rows as `blocked_product` takes them.
+// (zero past K), each row repeated for ROWS rows as `blocked_product` takes them.
 struct Weights {
     const float *const *w, *const *bias;
     const float *wh, *bh, *wt, *bt, *wo, *bo;
 };
 
-// The network for 4 rows: x (4 × F0: row i's input k at x[i·XR + k·XK]); h, c, h_out, c_out: layer l's 4 rows at + l·stride. Returns
-// the heads' outputs, lane 4k + i for head k of row i. The heads (and the hidden layer's last 4
-// units) run on blocks of 4 rows × 4 outputs, one vector for all 4 rows instead of a padded vector
-// per row. (A template so that H = 4, QN = 0, discards the row-by-row part.)
+// The network for ROWS rows: x (ROWS × F0: row i's input k at x[i·XR + k·XK]); h, c, h_out,
+// c_out: layer l's rows at + l·stride. Returns the heads' outputs, lane ROWS·k + i for head k of
+// row i. The heads (and the hidden layer's last 4 units) run on blocks of ROWS rows × 4 outputs,
+// one vector for all the rows instead of a padded vector per row. (A template so that H = 4,
+// QN = 0, discards the row-by-row part.)
 template <int XR, int XK, int QN = Q>
 static inline vec network(const float *x, const float *h, const float *c, float *h_out, float *c_out, int64_t stride,
                           const Weights &weights) {
@@ -185,7 +274,7 @@ static inline vec network(const float *x, const float *h, const float *c, float 
     row_blocks(top, blocks);
     if constexpr (HIDDEN) {  // the hidden layer's outputs replace `blocks`: its last 4 units first
         const vec tail = relu(blocked_product(blocks, weights.wt, load(weights.bt)));
-        if constexpr (QN > 0) {  // its first 16q units row by row (from `top`), then in blocks
+        if constexpr (QN > 0) {  // its first Vq units row by row (from `top`), then in blocks
             vec hidden[ROWS][QN];
             for (int i = 0; i < ROWS; i++)
                 for (int j = 0; j < QN; j++) hidden[i][j] = load(weights.bh + j * V);
@@ -194,19 +283,18 @@ static inline vec network(const float *x, const float *h, const float *c, float 
                 vec rows[ROWS], out[ROWS];
                 for (int i = 0; i < ROWS; i++) rows[i] = relu(hidden[i][q]);
                 transpose_blocks(rows, out);
-                for (int a = 0; a < ROWS; a++) blocks[4 * q + a] = out[a];
+                for (int a = 0; a < ROWS; a++) blocks[ROWS * q + a] = out[a];
             }
         }
         blocks[B - 1] = tail;
     }
-    return (vec)_mm512_permutexvar_ps(  // lanes 4i + k (row i, head k) to 4k + i
-        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
-        (__m512)blocked_product(blocks, weights.wo, load(weights.bo)));
+    return head_major(blocked_product(blocks, weights.wo, load(weights.bo)));
 }
 
-// The groups of 4 rows run in OpenMP's threads (torch's own pool: the process has loaded its
+// The groups of ROWS rows run in OpenMP's threads (torch's own pool: the process has loaded its
 // libgomp), from PARALLEL_ROWS rows on.
 constexpr int64_t PARALLEL_ROWS = 8192, PREFETCH_ROWS = 32;
+constexpr int LINE = 16;  // floats per cache line
 
 // Denormals flushed to zero (MXCSR FTZ and DAZ) in the thread while it lives, then its own mode
 // again: saturated cells (|c'| > 44 gives 2^t below 2^-126) and tiny σ made denormal operands
@@ -225,8 +313,9 @@ struct RowArrays {
     float *out[NO];
 };
 
-// `group` (4 rows' arrays, from RowArrays at their rows; their h, c, h_out, c_out, layer stride)
-// over `rows` rows; h, c, h_out, c_out: layer l's rows at + l·layer_stride (rows × H, row stride H).
+// `group` (ROWS rows' arrays, from RowArrays at their rows; their h, c, h_out, c_out, layer
+// stride) over `rows` rows; h, c, h_out, c_out: layer l's rows at + l·layer_stride (rows × H,
+// row stride H).
 template <int NI, int IW, int NO, int OW, class Group>
 static void run_rows(int64_t rows, int64_t layer_stride, const float *h, const float *c, float *h_out, float *c_out,
                      const RowArrays<NI, IW, NO, OW> &arrays, Group group) {
@@ -237,13 +326,13 @@ static void run_rows(int64_t rows, int64_t layer_stride, const float *h, const f
 #pragma omp for schedule(static)
     for (int64_t g = 0; g < groups; g++) {
         int64_t r = g * ROWS;
-        // the states' lines 8 groups ahead, for reading (h, c) and writing (h_out, c_out): a 1M-row
-        // step took 64-69 instead of 79-86 ms on 2 cores (the hardware prefetchers do not keep
-        // up with 8 streams a thread); rows in cache do not change. Past the last rows the
-        // addresses point nowhere, which a prefetch ignores.
+        // the states' lines PREFETCH_ROWS rows ahead, for reading (h, c) and writing (h_out,
+        // c_out): a 1M-row step took 64-69 instead of 79-86 ms on 2 cores (the hardware
+        // prefetchers do not keep up with 8 streams a thread); rows in cache do not change. Past
+        // the last rows the addresses point nowhere, which a prefetch ignores.
         int64_t ahead = (r + PREFETCH_ROWS) * H;
         for (int l = 0; l < L; l++)
-            for (int line = 0; line < ROWS * H; line += V) {
+            for (int line = 0; line < ROWS * H; line += LINE) {
                 _mm_prefetch((const char *)(h + l * layer_stride + ahead + line), _MM_HINT_T0);
                 _mm_prefetch((const char *)(c + l * layer_stride + ahead + line), _MM_HINT_T0);
                 _mm_prefetch((const char *)(h_out + l * layer_stride + ahead + line), _MM_HINT_ET0);
@@ -259,7 +348,7 @@ static void run_rows(int64_t rows, int64_t layer_stride, const float *h, const f
     int64_t r = groups * ROWS;
     if (r == rows) return;
     FlushDenormals flushed;  // as every other row
-    // the last 1-3 rows through zero-padded copies (each row's arithmetic is the same)
+    // the last 1 to ROWS − 1 rows through zero-padded copies (each row's arithmetic is the same)
     int n = (int)(rows - r);
     float ins[NI][ROWS * IW] = {}, outs[NO][ROWS * OW], hs[L * ROWS * H] = {}, cs[L * ROWS * H] = {};
     float h_outs[L * ROWS * H], c_outs[L * ROWS * H];
@@ -293,7 +382,7 @@ extern "C" void l2o_network_rows(int64_t rows, int64_t layer_stride, const float
                  float *c_outg, int64_t stride) {
                  alignas(64) float heads[V];
                  store(heads, network<F0, 1>(in[0], hg, cg, h_outg, c_outg, stride, weights));
-                 for (int k = 0; k < K; k++) memcpy(out[k], heads + 4 * k, 4 * sizeof(float));
+                 for (int k = 0; k < K; k++) memcpy(out[k], heads + ROWS * k, ROWS * sizeof(float));
              });
 }
 
@@ -307,43 +396,44 @@ extern "C" void l2o_network_rows(int64_t rows, int64_t layer_stride, const float
 // constants: s₀, s₁, s₂ (each at least the smallest normal float), λ, α, ρ_R, ρ_Q, ρ_B.
 constexpr float MINUS_LOG2E = -1.44269504088896341f;
 
-typedef float quad __attribute__((vector_size(16)));  // 4 rows' values of one quantity
+typedef float group_vec __attribute__((vector_size(4 * ROWS)));  // a group's values of one quantity
+typedef int32_t group_bits __attribute__((vector_size(4 * ROWS)));
 
-static inline quad load4(const float *p) { quad v; memcpy(&v, p, sizeof v); return v; }
-static inline quad splat4(float a) { return a - (quad){}; }
-static inline quad lanes4(vec v, int block) {  // lanes 4·block … 4·block + 3 of v
+static inline group_vec load_group(const float *p) { group_vec v; memcpy(&v, p, sizeof v); return v; }
+static inline void store_group(float *p, group_vec v) { memcpy(p, &v, sizeof v); }
+static inline group_vec splat_group(float a) { return a - (group_vec){}; }
+static inline group_vec lanes(vec v, int block) {  // lanes ROWS·block … ROWS·block + ROWS − 1 of v
     alignas(64) float all[V];
     store(all, v);
-    return load4(all + 4 * block);
+    return load_group(all + ROWS * block);
 }
 
-// The features of 4 rows, planar (features[4k + i]: feature k of row i): g / s₀; λ sign(x) / s₁ at
-// x ≠ 0, else ∓λ / s₁ (sign(NaN) = 0, as torch's): ±λ / s₁ exactly, so chosen, not computed.
+// The features of a group's rows, planar (features[ROWS·k + i]: feature k of row i): g / s₀;
+// λ sign(x) / s₁ at x ≠ 0, else ∓λ / s₁ (sign(NaN) = 0, as torch's): ±λ / s₁ exactly, so
+// chosen, not computed.
 static inline void gomath_features(const float *x, const float *g, const float *k, float *features) {
-    const quad xs = load4(x), lower = splat4(k[3] / k[1]), upper = splat4(k[3] / k[2]);
-    const quad f0 = load4(g) / splat4(k[0]);
-    const quad f1 = xs > splat4(0.0f) ? lower : -lower, f2 = xs < splat4(0.0f) ? -upper : upper;
-    memcpy(features, &f0, sizeof f0);
-    memcpy(features + 4, &f1, sizeof f1);
-    memcpy(features + 8, &f2, sizeof f2);
+    const group_vec xs = load_group(x), lower = splat_group(k[3] / k[1]), upper = splat_group(k[3] / k[2]);
+    store_group(features, load_group(g) / splat_group(k[0]));
+    store_group(features + ROWS, xs > splat_group(0.0f) ? lower : -lower);
+    store_group(features + 2 * ROWS, xs < splat_group(0.0f) ? -upper : upper);
 }
 
-// R, Q, B from the heads' σ (lanes 4k + i), then x' and V' of 4 rows; relu by `max(0, ·)`, which
-// keeps NaN (maxps returns its second operand for NaN), and sign(u)·r as r with u's sign (u = ±0
-// gives ±0 where torch gives +0).
+// R, Q, B from the heads' σ (lanes ROWS·k + i), then x' and V' of a group's rows; relu as
+// `maxps(0, ·)` does it, which keeps NaN (0 > NaN is false), and sign(u)·r as r with u's sign
+// (u = ±0 gives ±0 where torch gives +0).
 static inline void gomath_update(vec heads, const float *x, const float *g, const float *v, float *x_out,
                                  float *v_out, const float *k) {
     const vec sigma = sigmoid_of_exponent(heads * splat(MINUS_LOG2E));
-    const quad R = lanes4(sigma, 0) * splat4(k[5]) * splat4(k[4]), Q = lanes4(sigma, 1) * splat4(k[6]);
-    const quad Bv = lanes4(sigma, 2) * splat4(k[7]);
-    const quad xs = load4(x), vs = load4(v);
-    const quad u = xs - R * load4(g) - Q * vs;
-    const quad magnitude = (quad)_mm_andnot_ps(_mm_set1_ps(-0.0f), (__m128)u);
-    const quad shrunk = (quad)_mm_max_ps(_mm_setzero_ps(), (__m128)(magnitude - R * splat4(k[3])));
-    const quad x_next = (quad)_mm_or_ps((__m128)shrunk, _mm_and_ps(_mm_set1_ps(-0.0f), (__m128)u));
-    const quad v_next = Bv * vs + (splat4(1.0f) - Bv) * (xs - x_next);
-    memcpy(x_out, &x_next, sizeof x_next);
-    memcpy(v_out, &v_next, sizeof v_next);
+    const group_vec R = lanes(sigma, 0) * splat_group(k[5]) * splat_group(k[4]);
+    const group_vec Q = lanes(sigma, 1) * splat_group(k[6]), Bv = lanes(sigma, 2) * splat_group(k[7]);
+    const group_vec xs = load_group(x), vs = load_group(v), zero = splat_group(0.0f);
+    const group_vec u = xs - R * load_group(g) - Q * vs;
+    const group_bits sign = (group_bits)splat_group(-0.0f);
+    const group_vec excess = (group_vec)((group_bits)u & ~sign) - R * splat_group(k[3]);
+    const group_vec shrunk = zero > excess ? zero : excess;
+    const group_vec x_next = (group_vec)((group_bits)shrunk | ((group_bits)u & sign));
+    store_group(x_out, x_next);
+    store_group(v_out, Bv * vs + (splat_group(1.0f) - Bv) * (xs - x_next));
 }
 
 extern "C" void l2o_gomath_rows(int64_t rows, int64_t layer_stride, const float *x, const float *grad,
