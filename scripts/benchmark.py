@@ -51,7 +51,7 @@ from l2o.eval import Table, relative_suboptimality
 from l2o.eval.memory import peak_step_memory
 from l2o.eval.rollout import unroll
 from l2o.optim import AdamHD, LearnedOptimizer, ProxGD
-from l2o.rules import CoordinateLSTMRule, FISTARule, StepContext, UpdateRule, build_rule, kernels
+from l2o.rules import CoordinateLSTMRule, FISTARule, StepContext, UpdateRule, build_rule, kernels, native_network
 from problems import LassoFamily
 
 
@@ -194,13 +194,17 @@ def products_seconds(rule: CoordinateLSTMRule, count: int, device: str, repeats:
 def step_variants(rule: UpdateRule, device: str, args) -> list[tuple[str, UpdateRule, dict[str, str]]]:
     """The step section's runs of ``rule``: :func:`variants`, and for an LSTM rule whose network
     runs through the native kernel here (:mod:`l2o.rules.native_network`) each of them
-    through torch's kernels too (``L2O_NATIVE=0``, labelled "torch path"), side by side: the
-    compiled variant compiles the features and update on both paths and the LSTM cells on
-    torch's."""
+    through the kernel's other builds that this CPU runs too (``L2O_NATIVE=avx2`` on an AVX-512
+    CPU, labelled "avx2 kernel") and through torch's kernels (``L2O_NATIVE=0``, labelled "torch
+    path"), side by side: the compiled variant compiles the features and update on every path and
+    the LSTM cells on torch's."""
     paths: list[tuple[str, dict[str, str]]] = [("", {})]
     if isinstance(rule, CoordinateLSTMRule):
         with torch.no_grad():
             if rule._native_kernel(torch.zeros(1, rule.num_features, device=device)) is not None:
+                default = native_network.instruction_set()
+                paths += [(f"{isa.name} kernel", {"L2O_NATIVE": isa.name})
+                          for isa in native_network.available() if isa != default]
                 paths.append(("torch path", {"L2O_NATIVE": "0"}))
     runs = []
     for label, variant in variants(rule, args).items():
