@@ -62,3 +62,49 @@ def test_objective_then_gradient_at_the_same_point_reads_the_data_once(monkeypat
         instances.f(z)
     assert len(calls) == 4  # y once, z before and after the change, z again without grad
     copy.deepcopy(instances), pickle.loads(pickle.dumps(instances))  # the memo is neither copied nor pickled
+
+
+@pytest.mark.parametrize("op", ["matvec", "rmatvec"])
+def test_the_opaque_products_pass_torchs_custom_op_checks_and_their_gradients(op):
+    """``torch.library.opcheck`` (schema, fake tensor, autograd registration) and
+    gradcheck / gradgradcheck of the opaque ops' hand-written backward in float64."""
+    from problems import linalg
+
+    torch.manual_seed(0)
+    function = getattr(linalg, f"opaque_{op}")
+    A = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(2, 3 if op == "matvec" else 4, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(function, (A, v))
+    assert torch.autograd.gradcheck(function, (A, v))
+    assert torch.autograd.gradgradcheck(function, (A, v))
+
+
+@pytest.mark.parametrize("m, n, opaque", [(20, 40, False), (128, 128, True)])
+def test_compiled_products_equal_eager_and_stay_opaque_from_the_threshold(m, n, opaque):
+    """Under ``torch.compile`` the objective, gradient and meta-gradient of least squares
+    equal eager; the products are the opaque ops exactly from ``OPAQUE_PRODUCT_ELEMENTS``."""
+    from problems import linalg
+
+    assert (m * n >= linalg.OPAQUE_PRODUCT_ELEMENTS) == opaque
+    torch.manual_seed(0)
+    A, b = torch.randn(3, m, n, dtype=torch.float64), torch.randn(3, m, dtype=torch.float64)
+
+    def meta_loss(x):  # a gradient step, then the objective: backward runs through both products
+        step = x - 0.01 * linalg.rmatvec(A, linalg.matvec(A, x) - b)
+        return 0.5 * (linalg.matvec(A, step) - b).pow(2).sum()
+
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    x = torch.randn(3, n, dtype=torch.float64, requires_grad=True)
+    eager, (eager_grad,) = meta_loss(x), torch.autograd.grad(meta_loss(x), x)
+    compiled = torch.compile(meta_loss, backend=backend, fullgraph=True)
+    value = compiled(x)
+    (grad,) = torch.autograd.grad(value, x)
+    torch.testing.assert_close(value, eager, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, eager_grad, rtol=1e-12, atol=1e-12)
+    targets = {str(node.target) for node in graphs[0].graph.nodes if node.op == "call_function"}
+    assert any("l2o.matvec" in t or "l2o::matvec" in t for t in targets) == opaque, targets
