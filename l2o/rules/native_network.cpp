@@ -38,16 +38,22 @@ static inline void store(float *p, vec v) { memcpy(p, &v, sizeof v); }
 
 extern "C" int l2o_vector_width() { return V; }
 
+// 2^s ≈ 1 + s(c₁ + s(c₂ + s c₃)) for |s| ≤ 1/32 (AVX-512's σ) or 1/16 (AVX2's): a degree-3
+// polynomial fitted for relative error on that interval, the coefficients rounded to float32
+// (1.6e-9, 0.5 ulp in float32 Horner, for 1/32; 3.8e-8 for 1/16).
 #if L2O_AVX512
-// 2^s for |s| ≤ 1/32: a degree-3 polynomial fitted for relative error (1.6e-9; 0.5 ulp in float32
-// Horner), the coefficients rounded to float32.
+constexpr float EXP2_COEFFICIENTS[3] = {0.69314718f, 0.24023429f, 0.05550214f};
+#else
+constexpr float EXP2_COEFFICIENTS[3] = {0.6931471824645996f, 0.24026407301425934f, 0.05549890175461769f};
+#endif
 static inline vec exp2_polynomial(vec s) {
-    vec p = splat(0.05550214f);
-    p = p * s + splat(0.24023429f);
-    p = p * s + splat(0.69314718f);
+    vec p = splat(EXP2_COEFFICIENTS[2]);
+    p = p * s + splat(EXP2_COEFFICIENTS[1]);
+    p = p * s + splat(EXP2_COEFFICIENTS[0]);
     return p * s + splat(1.0f);
 }
 
+#if L2O_AVX512
 // σ(x) = 1 / (1 + 2^t) for t = −x log₂e, which the gates' weights already compute (they are
 // scaled by −log₂e, the g rows by −2 log₂e). t is capped at 127 so that 1 + 2^t stays finite
 // for the reciprocal (σ ≈ 6e-39 there); NaN propagates (`min` returns its second operand for
@@ -74,15 +80,6 @@ static inline vec sigmoid_of_exponent(vec t) {
     return (vec)_mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r);
 }
 #else
-// 2^s for |s| ≤ 1/16: a degree-3 polynomial fitted for relative error (1.8e-8, 3.8e-8 with the
-// coefficients rounded to float32).
-static inline vec exp2_polynomial(vec s) {
-    vec p = splat(0.05549890175461769f);
-    p = p * s + splat(0.24026407301425934f);
-    p = p * s + splat(0.6931471824645996f);
-    return p * s + splat(1.0f);
-}
-
 // σ(x) = 1 / (1 + 2^t) as on AVX-512 (above), from AVX2's operations: t is clamped to
 // [−126, 127], so that 2^⌊q⌋ is a normal float's exponent and 1 + 2^t finite (NaN propagates
 // through both: `min` and `max` return their second operand for NaN, and s = NaN). Adding
