@@ -165,9 +165,9 @@ def machine_rates(device: str, repeats: int) -> tuple[float, float, float]:
     chunk's float32 gates, ``(LSTM_CHUNK_ROWS, 80)``: in cache)."""
     a, b = (torch.randn(2048, 2048, device=device) for _ in range(2))
     gemm = 2 * 2048**3 / timed(lambda: a @ b, device, max(repeats, 5))
-    with torch.no_grad():
-        if kernels.onednn_applies(a):
-            gemm = max(gemm, 2 * 2048**3 / timed(lambda: kernels.dense(a, b, None), device, max(repeats, 5)))
+    if device == "cpu" and kernels.ONEDNN_BUILT:  # whichever library the layers' products use
+        gemm = max(gemm, 2 * 2048**3 / timed(lambda: kernels.onednn_linear(a, b, None, "none"), device,
+                                             max(repeats, 5)))
     source = torch.randn(1 << 26, device=device)
     target = torch.empty_like(source)
     copy = 2 * source.nbytes / timed(lambda: target.copy_(source), device, max(repeats, 5))
@@ -180,8 +180,9 @@ def products_seconds(rule: CoordinateLSTMRule, count: int, device: str, repeats:
     """The network's matrix products alone for ``count`` coordinates: each of
     ``rule.matmul_shapes()`` timed as one product over the rows the step runs at once (a chunk
     of ``LSTM_CHUNK_ROWS`` on the CPU, all of them on a GPU), as the step runs it
-    (``kernels.dense``: oneDNN on a CPU, ``mm`` elsewhere), scaled to ``count``: what the
-    products cost at their own skinny shapes, where the roofline assumes the 2048³ rate."""
+    (``kernels.dense``: on a CPU the library ``kernels.products_library()`` picks, ``mm``
+    elsewhere), scaled to ``count``: what the products cost at their own skinny shapes, where
+    the roofline assumes the 2048³ rate."""
     rows = min(count, kernels.LSTM_CHUNK_ROWS) if device == "cpu" else count
     seconds = 0.0
     with torch.no_grad():

@@ -15,18 +15,23 @@ at norm 1 and an Adam step (lr 1e-2), the official ``configs/*lasso*.yaml`` sett
   **without** ``torch.autograd.set_detect_anomaly(True)``, which its ``main.py`` turns on
   and which alone slows it by about 2.4×.
 * The l2o side is ``MetaTrainer.training_step`` inside a Lightning ``Trainer``, as
-  ``l2o fit`` runs it; a callback times each training batch (validation off).
+  ``l2o fit`` runs it; a callback times each training batch (validation off). Its variants
+  are every ``--l2o-compile`` with every ``--products`` library of the LSTM layers'
+  float32 CPU products (default: the one ``kernels.products_library()`` picks for this CPU),
+  so that two libraries are timed side by side in one process.
 
 Repetitions alternate between the two (official batch, l2o batch, …) after one untimed
 warm-up batch each, so drift on the machine hits both. Printed per size: seconds per
 training batch (median and min–max), and the ratio official / l2o (median of the
-per-repetition ratios, with their min–max). That the two compute the same thing is
+per-repetition ratios, with their min–max), and each l2o variant against the first one
+(``first l2o / this``, per repetition: l2o's own variants side by side). That the two compute the same thing is
 ``tests/parity``'s job (the official iterates and meta-gradients, replayed to 1e-10).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import statistics
 import sys
@@ -38,6 +43,7 @@ import torch
 
 from l2o.eval import Table
 from l2o.meta import MetaTrainer
+from l2o.rules import kernels
 from official_checkout import commit, import_official
 from problems import LassoFamily
 
@@ -108,12 +114,13 @@ class BatchTimer(L.Callback):
 class L2OTrainer:
     """l2o's ``MetaTrainer`` in a Lightning ``Trainer``, one ``fit`` call per timed batch."""
 
-    def __init__(self, instances, horizon: int, unroll: int, device: str, compile: bool) -> None:
+    def __init__(self, instances, horizon: int, unroll: int, device: str, compile: bool,
+                 products: str) -> None:
         torch.manual_seed(0)
         self.module = MetaTrainer(rule="gomath", rule_config={"hidden_size": HIDDEN, "num_layers": LAYERS},
                                   horizon=horizon, unroll=unroll, lr=META_LR, grad_clip=CLIP, compile=compile)
         self.module.rule.to(dtype=instances.dtype)
-        self.instances, self.device = instances, device
+        self.instances, self.device, self.products = instances, device, products
 
     def train_batch(self) -> float:
         """Seconds of one training batch, between Lightning's batch hooks."""
@@ -123,8 +130,22 @@ class L2OTrainer:
             max_epochs=1, accelerator="gpu" if self.device.startswith("cuda") else "cpu", devices=1,
             logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
             limit_val_batches=0, callbacks=[timer])
-        trainer.fit(self.module, train_dataloaders=loader)
+        with products_library(self.products):
+            trainer.fit(self.module, train_dataloaders=loader)
         return timer.seconds
+
+
+@contextlib.contextmanager
+def products_library(library: str):
+    """Run the LSTM layers' float32 CPU products through ``library`` ("onednn" or "blas") inside
+    the block, whatever ``kernels.products_library()`` chose for this CPU: a traced graph guards
+    on the choice, so each library's graphs are compiled once and reused."""
+    chosen = kernels.ONEDNN_PRODUCTS
+    kernels.ONEDNN_PRODUCTS = library == "onednn"
+    try:
+        yield
+    finally:
+        kernels.ONEDNN_PRODUCTS = chosen
 
 
 # ------------------------------------------------------------------ the race
@@ -140,8 +161,10 @@ def compare(path: Path, size: str, args) -> list[dict]:
     official = OfficialTrainer(path, instances, args.horizon, args.unroll, args.device)
     contenders = {"official": official.train_batch}
     for compiled in args.l2o_compile:
-        trainer = L2OTrainer(instances, args.horizon, args.unroll, args.device, compiled)
-        contenders["l2o" + (" (compile=True)" if compiled else "")] = trainer.train_batch
+        for library in args.products:
+            trainer = L2OTrainer(instances, args.horizon, args.unroll, args.device, compiled, library)
+            options = (["compile=True"] if compiled else []) + ([library] if len(args.products) > 1 else [])
+            contenders["l2o" + (f" ({', '.join(options)})" if options else "")] = trainer.train_batch
 
     def timed(run) -> float:
         synchronize(args.device)
@@ -157,11 +180,14 @@ def compare(path: Path, size: str, args) -> list[dict]:
         for name, run in contenders.items():
             times[name].append(timed(run))
     rows = []
+    first_l2o = times[next(name for name in contenders if name != "official")]
     for name, values in times.items():
         ratios = [o / v for o, v in zip(times["official"], values)]
+        against_l2o = "—" if name == "official" else spread([f / v for f, v in zip(first_l2o, values)])
         rows.append({"size": size, "A": f"{shape['m']}×{shape['n']}", "batch": instances.batch_size,
                      "dtype": args.dtype, "device": args.device, "code": name, "s per batch": spread(values),
-                     "official / this": spread(ratios), "median ratio": statistics.median(ratios)})
+                     "official / this": spread(ratios), "first l2o / this": against_l2o,
+                     "median ratio": statistics.median(ratios)})
     return rows
 
 
@@ -176,6 +202,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, or cuda when a GPU is present")
     parser.add_argument("--l2o-compile", type=lambda s: s == "true", nargs="+", default=[False],
                         metavar="{false,true}", help="l2o variants: MetaTrainer(compile=...)")
+    parser.add_argument("--products", nargs="+", choices=["onednn", "blas"], default=[kernels.products_library()],
+                        help="l2o variants: the library of the LSTM layers' float32 CPU products "
+                             "(default: kernels.products_library(), by CPU vendor)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("out/compare_official"))
@@ -186,11 +215,15 @@ def main() -> None:
         return
     if not (args.official / "optimizers" / "go_math_l2o_gradmap.py").exists():
         sys.exit(f"compare_official: {args.official} is not a checkout of NetX-lab/GoMathL2O-Official")
+    if "onednn" in args.products and not kernels.ONEDNN_BUILT:
+        sys.exit("compare_official: --products onednn but this torch was built without oneDNN")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("compare_official: --device cuda but no GPU is present")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {args.device}, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads ({kernels.cpu_vendor() or 'vendor unknown'}), "
+          f"device {args.device}, products {'/'.join(args.products)}, "
           f"official NetX-lab/GoMathL2O-Official@{commit(args.official)[:10]}\n")
-    table = Table(["size", "A", "batch", "dtype", "device", "code", "s per batch", "official / this"])
+    table = Table(["size", "A", "batch", "dtype", "device", "code", "s per batch", "official / this",
+                   "first l2o / this"])
     for size in args.sizes:
         for row in compare(args.official.resolve(), size, args):
             table.add(**{k: v for k, v in row.items() if k != "median ratio"})

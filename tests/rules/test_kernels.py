@@ -25,6 +25,14 @@ def planar_inputs(generator, rows=500):
     return z
 
 
+def use_products(monkeypatch, library: str) -> None:
+    """Run :func:`kernels.dense`'s float32 CPU products through ``library`` ("onednn" or
+    "blas"), whatever :func:`kernels.products_library` chose for this CPU."""
+    if library == "onednn" and not kernels.ONEDNN_BUILT:
+        pytest.skip("torch built without oneDNN")
+    monkeypatch.setattr(kernels, "ONEDNN_PRODUCTS", library == "onednn")
+
+
 @pytest.mark.parametrize("hidden", [1, 2, 16, 1024])
 def test_planar_relu_network_equals_the_direct_network_in_value_and_gradient(hidden):
     generator = torch.Generator().manual_seed(hidden)
@@ -145,8 +153,10 @@ def test_output_affine_equals_linear_in_value_and_gradient_eager_and_compiled(bi
             torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
-def test_compiled_fused_lstm_equals_torch_lstm():
+@pytest.mark.parametrize("library", ["onednn", "blas"])
+def test_compiled_fused_lstm_equals_torch_lstm(library, monkeypatch):
     pytest.importorskip("torch._inductor")
+    use_products(monkeypatch, library)
     fused, reference = lstm_and_fused(40, 3, 20, 2, torch.float32, compiled=True)
     for got, expected in zip(fused, reference):
         torch.testing.assert_close(got, expected, rtol=2e-5, atol=2e-5)
@@ -367,15 +377,14 @@ def small_lstm_case():
     return weights, torch.randn(30, 3), torch.randn(2, 30, 20), torch.randn(2, 30, 20)
 
 
-@pytest.mark.parametrize("compiled, onednn", [(False, False), (True, False), (False, True)])
-def test_stacked_lstm_writes_into_given_rows_as_it_returns_them(compiled, onednn):
+@pytest.mark.parametrize("compiled, library", [(False, "blas"), (True, "blas"), (False, "onednn"), (True, "onednn")])
+def test_stacked_lstm_writes_into_given_rows_as_it_returns_them(compiled, library, monkeypatch):
     """Exactly, with torch's products and with oneDNN's."""
     if compiled:
         pytest.importorskip("torch._inductor")
-    if onednn and not torch.backends.mkldnn.is_available():
-        pytest.skip("torch built without oneDNN")
+    use_products(monkeypatch, library)
     weights, inputs, h, c = small_lstm_case()
-    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=onednn):
+    with torch.no_grad():
         expected = stacked_lstm(inputs, h, c, weights, compiled)
         out = (torch.full((2, 30, 20), float("nan")), torch.full((2, 30, 20), float("nan")))
         got = stacked_lstm(inputs, h, c, weights, compiled, out=out)
@@ -384,34 +393,72 @@ def test_stacked_lstm_writes_into_given_rows_as_it_returns_them(compiled, onednn
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_traced_fused_layers_call_onednn_without_a_graph_break():
-    """Under ``torch.compile`` the layers' products stay oneDNN's (an opaque operator), and
-    choosing them does not break the graph."""
-    if not kernels.ONEDNN_BUILT:
-        pytest.skip("torch built without oneDNN")
+@pytest.mark.parametrize("library, calls_per_layer", [("onednn", 3), ("blas", 0)])
+def test_traced_fused_layers_use_the_chosen_products_without_a_graph_break(library, calls_per_layer, monkeypatch):
+    """Under ``torch.compile`` the layers' products are oneDNN's opaque operator where oneDNN
+    was chosen, torch's ``mm``/``addmm`` otherwise, and choosing them does not break the graph."""
     import torch._dynamo
 
+    use_products(monkeypatch, library)
     weights, inputs, h, c = small_lstm_case()
+    torch._dynamo.reset()  # a fresh trace reads the library chosen above
     explained = torch._dynamo.explain(lambda x: stacked_lstm(x, h, c, weights)[0].sum())(inputs)
     assert explained.graph_break_count == 0
     code = "".join(module.code for graph in explained.graphs for module in graph.modules()
                    if isinstance(module, torch.fx.GraphModule))  # the layers' forward and backward bodies
-    # per layer: the gates' σ(xh Wᵀ + b), dz W, and dW = (xhᵀ dz)ᵀ from the saved xhᵀ
-    assert code.count("torch.ops.l2o.onednn_linear(") == 3 * len(weights)
+    # per layer with oneDNN: the gates' σ(xh Wᵀ + b), dz W, and dW = (xhᵀ dz)ᵀ from the saved xhᵀ
+    assert code.count("torch.ops.l2o.onednn_linear(") == calls_per_layer * len(weights)
+    torch._dynamo.reset()
 
 
+def test_products_library_is_blas_on_intel_and_onednn_elsewhere(monkeypatch):
+    """``L2O_PRODUCTS``: ``auto`` by vendor (torch's MKL on an Intel CPU, oneDNN on others),
+    ``onednn`` and ``blas`` as named, anything else a clear error."""
+    if not kernels.ONEDNN_BUILT:
+        pytest.skip("torch built without oneDNN: always blas")
+    monkeypatch.delenv("L2O_PRODUCTS", raising=False)
+    intel = "blas" if torch.backends.mkl.is_available() else "onednn"
+    assert kernels.products_library("GenuineIntel") == intel
+    assert kernels.products_library("AuthenticAMD") == "onednn"
+    assert kernels.products_library("") == "onednn"
+    assert kernels.products_library() == kernels.products_library(kernels.cpu_vendor())
+    for choice in ("onednn", "blas", "AUTO"):
+        monkeypatch.setenv("L2O_PRODUCTS", choice)
+        expected = intel if choice == "AUTO" else choice
+        assert kernels.products_library("GenuineIntel") == expected
+    monkeypatch.setenv("L2O_PRODUCTS", "mkl")
+    with pytest.raises(ValueError, match="L2O_PRODUCTS='mkl': expected one of auto, onednn, blas"):
+        kernels.products_library()
+
+
+def test_cpu_vendor_reads_the_vendor_id():
+    """The vendor that ``/proc/cpuinfo`` names on Linux (and a string elsewhere)."""
+    vendor = kernels.cpu_vendor()
+    assert isinstance(vendor, str)
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            listed = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("vendor_id")]
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    if not listed:
+        pytest.skip("/proc/cpuinfo names no vendor (not x86)")
+    assert vendor == listed[0]
+
+
+@pytest.mark.parametrize("library", ["onednn", "blas"])
 @pytest.mark.parametrize("activation", ["none", "relu", "sigmoid"])
 @pytest.mark.parametrize("bias", [True, False])
-def test_dense_equals_the_product_and_activation(activation, bias):
-    """oneDNN's fused product and epilogue (float32 CPU, no autograd) against torch's ops, and
-    the float64 fallback exactly."""
+def test_dense_equals_the_product_and_activation(activation, bias, library, monkeypatch):
+    """oneDNN's fused product and epilogue, and torch's product and activation (float32 CPU, no
+    autograd), against float64 references, and the float64 path exactly."""
+    use_products(monkeypatch, library)
     torch.manual_seed(0)
     x, weight = torch.randn(300, 24), torch.randn(80, 24)
     b = torch.randn(80) if bias else None
     reference = {"none": lambda z: z, "relu": torch.relu, "sigmoid": torch.sigmoid}[activation]
     with torch.no_grad():
         expected = reference(torch.nn.functional.linear(x.double(), weight.double(), None if b is None else b.double()))
-        assert kernels.onednn_applies(x) == torch.backends.mkldnn.is_available()
+        assert kernels.onednn_applies(x) == (library == "onednn")
         torch.testing.assert_close(kernels.dense(x, weight, b, activation).double(), expected, rtol=1e-5, atol=1e-5)
         assert not kernels.onednn_applies(x.double())
         torch.testing.assert_close(
