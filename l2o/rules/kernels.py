@@ -231,8 +231,9 @@ def dense(x: Tensor, weight: Tensor, bias: Tensor | None, activation: str = "non
     """``activation(x Wᵀ + b)``: ``(R, K), (N, K), (N,) or None -> (R, N)``, without autograd
     (inside :class:`FusedLSTMLayer`, the drop-in step, or traced).
 
-    Where :func:`onednn_applies`, one oneDNN matmul with the bias and the activation in its
-    epilogue (:func:`onednn_linear`, which a traced graph calls as it is); else a product
+    Where :func:`onednn_applies`, one oneDNN matmul with the bias and σ in its epilogue
+    (:func:`onednn_linear`, which a traced graph calls as it is; a ReLU runs after it, since
+    oneDNN's maps NaN to 0 where ``torch.relu`` keeps NaN); else a product
     (``addmm`` with a bias) and the activation in place. On AMD Zen CPUs torch's MKL ``sgemm``
     takes its AVX2 code path: on this project's 2-core Zen 5 machine it ran a 2048³ product
     at 207 GFLOP/s where oneDNN ran it at 459, and an LSTM layer's ``σ(xh Wᵀ + b)`` over
@@ -240,6 +241,8 @@ def dense(x: Tensor, weight: Tensor, bias: Tensor | None, activation: str = "non
     backward's ``dz W``).
     """
     if onednn_applies(x):
+        if activation == "relu":  # oneDNN's ReLU maps NaN to 0; torch's, as nn.ReLU, keeps it
+            return onednn_linear(x, weight, bias, "none").relu_()
         return onednn_linear(x, weight, bias, activation)
     out = torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
     return ACTIVATIONS[activation](out)

@@ -234,7 +234,8 @@ static inline vec blocked_product(const vec (&t)[B], const float *w, vec acc) {
     return acc;
 }
 
-static inline vec relu(vec v) { return v > splat(0.0f) ? v : splat(0.0f); }
+// maxps(0, v): NaN stays NaN (0 > NaN is false), as torch's ReLU keeps it.
+static inline vec relu(vec v) { return splat(0.0f) > v ? splat(0.0f) : v; }
 
 // Lanes 4i + k (row i, head k) to ROWS·k + i (head-major).
 static inline vec head_major(vec v) {

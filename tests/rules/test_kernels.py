@@ -464,6 +464,9 @@ def test_dense_equals_the_product_and_activation(activation, bias, library, monk
         torch.testing.assert_close(
             kernels.dense(x.double(), weight.double(), None if b is None else b.double(), activation),
             expected, rtol=1e-12, atol=1e-12)
+        x[7, 3] = float("nan")  # NaN stays NaN through every activation, ReLU too (as torch's)
+        assert kernels.dense(x, weight, b, activation)[7].isnan().all()
+        assert not kernels.dense(x, weight, b, activation)[[6, 8]].isnan().any()
         with torch.backends.mkldnn.flags(enabled=False):
             assert not kernels.onednn_applies(x)
     assert not kernels.onednn_applies(x)  # autograd: torch's ops

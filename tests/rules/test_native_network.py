@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from l2o.optim import LearnedOptimizer
-from l2o.rules import build_rule, native_network
+from l2o.rules import build_rule, kernels, native_network
 from l2o.rules.gomath import GoMathRule
 
 SHAPE = native_network.NetworkShape(3, 20, 2, 3, True)
@@ -302,9 +302,14 @@ def test_an_unusable_cache_warns_and_falls_back_to_torch(monkeypatch, tmp_path):
     torch.testing.assert_close(raw, forward(rule, features, h, c, TORCH, monkeypatch)[0], rtol=0, atol=0)
 
 
-def test_non_finite_inputs_give_what_the_torch_path_gives(isa, monkeypatch):
-    """±∞ saturate the gates as torch's σ does, and NaN stays NaN (a clamp must not hide it) up
-    to the heads' ReLU, which maps it to 0 on both paths."""
+@pytest.mark.parametrize("library", ["onednn", "blas"])
+def test_non_finite_inputs_give_what_the_torch_path_gives(isa, library, monkeypatch):
+    """±∞ saturate the gates as torch's σ does, and NaN stays NaN (a clamp must not hide it),
+    through the hidden layer's ReLU too, as torch's ReLU keeps it, whichever library runs
+    torch's path's products."""
+    if library == "onednn" and not kernels.ONEDNN_BUILT:
+        pytest.skip("torch built without oneDNN")
+    monkeypatch.setattr(kernels, "ONEDNN_PRODUCTS", library == "onednn")
     rule = build_rule("gomath")
     features, h, c = case(rule, 8)
     features[0, 1, 0], features[0, 2, 1], features[0, 5, 2] = float("inf"), float("-inf"), float("nan")
@@ -315,6 +320,7 @@ def test_non_finite_inputs_give_what_the_torch_path_gives(isa, monkeypatch):
         assert torch.equal(fast.isnan(), slow.isnan())
         torch.testing.assert_close(fast, slow, rtol=1e-5, atol=2e-6, equal_nan=True)
     assert native[1][:, 5].isnan().all() and not native[1][:, 1].isnan().any()  # h' of the NaN row; the +∞ row
+    assert native[0][0, 5].isnan().all() and native[0][0, 6].isnan().all()  # the heads of both NaN rows
 
 
 def test_denormals_are_flushed_in_the_kernel_only(isa, monkeypatch):
