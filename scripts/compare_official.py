@@ -31,7 +31,6 @@ per-repetition ratios, with their min–max), and each l2o variant against the f
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import statistics
 import sys
@@ -130,22 +129,9 @@ class L2OTrainer:
             max_epochs=1, accelerator="gpu" if self.device.startswith("cuda") else "cpu", devices=1,
             logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
             limit_val_batches=0, callbacks=[timer])
-        with products_library(self.products):
+        with kernels.products(self.products):
             trainer.fit(self.module, train_dataloaders=loader)
         return timer.seconds
-
-
-@contextlib.contextmanager
-def products_library(library: str):
-    """Run the LSTM layers' float32 CPU products through ``library`` ("onednn" or "blas") inside
-    the block, whatever ``kernels.products_library()`` chose for this CPU: a traced graph guards
-    on the choice, so each library's graphs are compiled once and reused."""
-    chosen = kernels.ONEDNN_PRODUCTS
-    kernels.ONEDNN_PRODUCTS = library == "onednn"
-    try:
-        yield
-    finally:
-        kernels.ONEDNN_PRODUCTS = chosen
 
 
 # ------------------------------------------------------------------ the race

@@ -15,11 +15,12 @@ Pure functions of tensors (differentiable wherever the network they replace is):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
 import platform
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -193,8 +194,25 @@ def products_library(vendor: str | None = None) -> str:
 
 
 #: Whether :func:`dense` may run float32 CPU products through oneDNN (:func:`products_library`,
-#: read once at import: dynamo does not trace it).
+#: read once at import: dynamo does not trace it; :func:`products` changes it for a block).
 ONEDNN_PRODUCTS = products_library() == "onednn"
+
+
+@contextlib.contextmanager
+def products(library: str) -> Iterator[None]:
+    """Run :func:`dense`'s float32 CPU products through ``library`` (``onednn`` or ``blas``)
+    inside the block, whatever :func:`products_library` chose: to time or test both on one
+    CPU. A traced graph guards on the choice, so each library's graphs compile once."""
+    if library not in PRODUCT_LIBRARIES[1:]:
+        raise ValueError(f"products({library!r}): expected onednn or blas")
+    if library == "onednn" and not ONEDNN_BUILT:
+        raise ValueError("products('onednn'): this torch was built without oneDNN")
+    global ONEDNN_PRODUCTS
+    chosen, ONEDNN_PRODUCTS = ONEDNN_PRODUCTS, library == "onednn"
+    try:
+        yield
+    finally:
+        ONEDNN_PRODUCTS = chosen
 
 
 def onednn_applies(x: Tensor) -> bool:

@@ -25,14 +25,6 @@ def planar_inputs(generator, rows=500):
     return z
 
 
-def use_products(monkeypatch, library: str) -> None:
-    """Run :func:`kernels.dense`'s float32 CPU products through ``library`` ("onednn" or
-    "blas"), whatever :func:`kernels.products_library` chose for this CPU."""
-    if library == "onednn" and not kernels.ONEDNN_BUILT:
-        pytest.skip("torch built without oneDNN")
-    monkeypatch.setattr(kernels, "ONEDNN_PRODUCTS", library == "onednn")
-
-
 @pytest.mark.parametrize("hidden", [1, 2, 16, 1024])
 def test_planar_relu_network_equals_the_direct_network_in_value_and_gradient(hidden):
     generator = torch.Generator().manual_seed(hidden)
@@ -154,9 +146,9 @@ def test_output_affine_equals_linear_in_value_and_gradient_eager_and_compiled(bi
 
 
 @pytest.mark.parametrize("library", ["onednn", "blas"])
-def test_compiled_fused_lstm_equals_torch_lstm(library, monkeypatch):
+def test_compiled_fused_lstm_equals_torch_lstm(library, use_products):
     pytest.importorskip("torch._inductor")
-    use_products(monkeypatch, library)
+    use_products(library)
     fused, reference = lstm_and_fused(40, 3, 20, 2, torch.float32, compiled=True)
     for got, expected in zip(fused, reference):
         torch.testing.assert_close(got, expected, rtol=2e-5, atol=2e-5)
@@ -378,11 +370,11 @@ def small_lstm_case():
 
 
 @pytest.mark.parametrize("compiled, library", [(False, "blas"), (True, "blas"), (False, "onednn"), (True, "onednn")])
-def test_stacked_lstm_writes_into_given_rows_as_it_returns_them(compiled, library, monkeypatch):
+def test_stacked_lstm_writes_into_given_rows_as_it_returns_them(compiled, library, use_products):
     """Exactly, with torch's products and with oneDNN's."""
     if compiled:
         pytest.importorskip("torch._inductor")
-    use_products(monkeypatch, library)
+    use_products(library)
     weights, inputs, h, c = small_lstm_case()
     with torch.no_grad():
         expected = stacked_lstm(inputs, h, c, weights, compiled)
@@ -394,12 +386,13 @@ def test_stacked_lstm_writes_into_given_rows_as_it_returns_them(compiled, librar
 
 
 @pytest.mark.parametrize("library, calls_per_layer", [("onednn", 3), ("blas", 0)])
-def test_traced_fused_layers_use_the_chosen_products_without_a_graph_break(library, calls_per_layer, monkeypatch):
+def test_traced_fused_layers_use_the_chosen_products_without_a_graph_break(library, calls_per_layer,
+                                                                           use_products):
     """Under ``torch.compile`` the layers' products are oneDNN's opaque operator where oneDNN
     was chosen, torch's ``mm``/``addmm`` otherwise, and choosing them does not break the graph."""
     import torch._dynamo
 
-    use_products(monkeypatch, library)
+    use_products(library)
     weights, inputs, h, c = small_lstm_case()
     torch._dynamo.reset()  # a fresh trace reads the library chosen above
     explained = torch._dynamo.explain(lambda x: stacked_lstm(x, h, c, weights)[0].sum())(inputs)
@@ -431,6 +424,25 @@ def test_products_library_is_blas_on_intel_and_onednn_elsewhere(monkeypatch):
         kernels.products_library()
 
 
+def test_products_switches_the_library_for_a_block_and_restores_it():
+    """``kernels.products`` sets the library inside its block, restores the chosen one after it
+    (an exception included), and refuses a library it does not know or torch lacks."""
+    chosen = kernels.ONEDNN_PRODUCTS
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        with kernels.products("blas"):
+            assert not kernels.onednn_applies(x)
+        assert kernels.ONEDNN_PRODUCTS == chosen
+        if kernels.ONEDNN_BUILT:
+            with pytest.raises(RuntimeError, match="inside"), kernels.products("onednn"):
+                assert kernels.onednn_applies(x)
+                raise RuntimeError("inside")
+            assert kernels.ONEDNN_PRODUCTS == chosen
+    with pytest.raises(ValueError, match="expected onednn or blas"), kernels.products("auto"):
+        pass
+    assert kernels.ONEDNN_PRODUCTS == chosen
+
+
 def test_cpu_vendor_reads_the_vendor_id():
     """The vendor that ``/proc/cpuinfo`` names on Linux (and a string elsewhere)."""
     vendor = kernels.cpu_vendor()
@@ -448,10 +460,10 @@ def test_cpu_vendor_reads_the_vendor_id():
 @pytest.mark.parametrize("library", ["onednn", "blas"])
 @pytest.mark.parametrize("activation", ["none", "relu", "sigmoid"])
 @pytest.mark.parametrize("bias", [True, False])
-def test_dense_equals_the_product_and_activation(activation, bias, library, monkeypatch):
+def test_dense_equals_the_product_and_activation(activation, bias, library, use_products):
     """oneDNN's fused product and epilogue, and torch's product and activation (float32 CPU, no
     autograd), against float64 references, and the float64 path exactly."""
-    use_products(monkeypatch, library)
+    use_products(library)
     torch.manual_seed(0)
     x, weight = torch.randn(300, 24), torch.randn(80, 24)
     b = torch.randn(80) if bias else None

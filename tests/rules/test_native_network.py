@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from l2o.optim import LearnedOptimizer
-from l2o.rules import build_rule, kernels, native_network
+from l2o.rules import build_rule, native_network
 from l2o.rules.gomath import GoMathRule
 
 SHAPE = native_network.NetworkShape(3, 20, 2, 3, True)
@@ -303,13 +303,11 @@ def test_an_unusable_cache_warns_and_falls_back_to_torch(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("library", ["onednn", "blas"])
-def test_non_finite_inputs_give_what_the_torch_path_gives(isa, library, monkeypatch):
+def test_non_finite_inputs_give_what_the_torch_path_gives(isa, library, monkeypatch, use_products):
     """±∞ saturate the gates as torch's σ does, and NaN stays NaN (a clamp must not hide it),
     through the hidden layer's ReLU too, as torch's ReLU keeps it, whichever library runs
     torch's path's products."""
-    if library == "onednn" and not kernels.ONEDNN_BUILT:
-        pytest.skip("torch built without oneDNN")
-    monkeypatch.setattr(kernels, "ONEDNN_PRODUCTS", library == "onednn")
+    use_products(library)
     rule = build_rule("gomath")
     features, h, c = case(rule, 8)
     features[0, 1, 0], features[0, 2, 1], features[0, 5, 2] = float("inf"), float("-inf"), float("nan")
