@@ -179,9 +179,19 @@ class Instances(ABC):
             step = step[:, None]
         return soft_threshold(x, step * self.l1[:, None])
 
+    def f_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``f(x)`` and ``∇f(x)`` together (``(B,)``, ``(B, n)``), for families that compute them
+        from one pass over their data (least squares)."""
+        return self.f(x), self.grad(x)
+
     def objective(self, x: Tensor) -> Tensor:
         """``F(x) = f(x) + r(x)``: ``(B, n) -> (B,)``."""
         return self.f(x) + self.r(x)
+
+    def objective_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``F(x)`` and ``∇f(x)`` from :meth:`f_and_grad`."""
+        value, grad = self.f_and_grad(x)
+        return value + self.r(x), grad
 
     def x0(self) -> Tensor:
         """``(B, n)`` initial points (a fresh copy)."""
@@ -368,6 +378,9 @@ class ShiftedInstances(Instances):
 
     def grad(self, x: Tensor) -> Tensor:
         return self.base.grad(self._moved(x))
+
+    def f_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.base.f_and_grad(self._moved(x))
 
     def lipschitz(self) -> Tensor:
         return self.base.lipschitz()

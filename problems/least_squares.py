@@ -18,7 +18,7 @@ from torch import Tensor
 
 from problems.base import (Instances, ProblemFamily, require, sparse_gaussian, squared_spectral_norm,
                            toeplitz_correlation_root)
-from problems.linalg import LastProduct, matvec, rmatvec
+from problems.linalg import LastProduct, matvec, normal_product, rmatvec
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
@@ -48,8 +48,18 @@ class LeastSquaresInstances(Instances):
         return 0.5 * self.residual(x).pow(2).sum(-1)
 
     def grad(self, x: Tensor) -> Tensor:
-        """``Aᵀ (A x - b)``."""
-        return rmatvec(self.A, self.residual(x))
+        """``Aᵀ (A x - b)``: from the kept residual at ``x``, else one :func:`normal_product`."""
+        if self._last_residual.holds(x):
+            return rmatvec(self.A, self.residual(x))
+        return self.f_and_grad(x)[1]
+
+    def f_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``½ ||A x - b||²`` and ``Aᵀ (A x - b)`` from one :func:`normal_product` (the residual
+        kept for the next call at ``x``)."""
+        self.check_point(x)
+        residual, grad = normal_product(self.A, x, -self.b)
+        self._last_residual.put(x, residual)
+        return 0.5 * residual.pow(2).sum(-1), grad
 
     def lipschitz(self) -> Tensor:
         """``||A||_2²`` (largest squared singular value)."""

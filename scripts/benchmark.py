@@ -49,7 +49,7 @@ import torch
 from l2o import zoo
 from l2o.eval import Table, relative_suboptimality
 from l2o.eval.memory import peak_step_memory
-from l2o.eval.rollout import unroll
+from l2o.eval.rollout import unroll, unroll_objectives
 from l2o.optim import AdamHD, LearnedOptimizer, ProxGD
 from l2o.rules import CoordinateLSTMRule, FISTARule, StepContext, UpdateRule, build_rule, kernels, native_network
 from problems import LassoFamily
@@ -101,7 +101,7 @@ def spread(values: list[float], scale: float = 1.0) -> str:
 
 # ------------------------------------------------------------------ 1. throughput
 def unroll_backward(rule: UpdateRule, instances, steps: int) -> None:
-    values = [instances.objective(x) for x, _ in unroll(rule, instances, steps)]
+    values = [value for _, _, value in unroll_objectives(rule, instances, steps)]
     torch.stack(values).mean().backward()
 
 

@@ -81,14 +81,45 @@ def unroll(
     inside a ``torch.compile`` trace: :class:`~l2o.meta.MetaTrainer` pins them in
     ``training_step``, before its compiled segments.
     """
+    for x, state, _ in _unrolled(rule, instances, steps, x, state, ctx, objectives=False):
+        yield x, state
+
+
+def unroll_objectives(
+    rule: UpdateRule, instances: Instances, steps: int, x: Tensor | None = None,
+    state: State | None = None, ctx: StepContext | None = None,
+) -> Iterator[tuple[Tensor, State, Tensor]]:
+    """:func:`unroll` that also yields ``F`` ``(B,)`` at the reported iterate
+    (:meth:`~l2o.rules.UpdateRule.iterate`) of each step.
+
+    Where that iterate is ``x_k`` itself (every rule but FISTA's), one
+    ``instances.objective_and_grad(x_k)`` gives ``F(x_k)`` and the gradient that the next step
+    takes: for least squares one pass over ``A`` forward and one backward
+    (:func:`problems.linalg.normal_product`), where an objective and a gradient took two each.
+    """
+    yield from _unrolled(rule, instances, steps, x, state, ctx, objectives=True)
+
+
+def _unrolled(rule: UpdateRule, instances: Instances, steps: int, x: Tensor | None, state: State | None,
+              ctx: StepContext | None, objectives: bool) -> Iterator[tuple[Tensor, State, Tensor | None]]:
     ctx = StepContext.for_instances(instances) if ctx is None else ctx
     x = instances.x0() if x is None else x
     instances.check_point(x)
     state = rule.init_state(x, ctx) if state is None else state
     pin_malloc_above_state(x, state)
+    grad = None  # ∇f(x), when the last objective's evaluation gave it
     for _ in range(steps):
-        x, state = rule.step(x, instances.grad(x) if rule.uses_gradient else None, state, ctx)
-        yield x, state
+        if rule.uses_gradient and grad is None:
+            grad = instances.grad(x)
+        x, state = rule.step(x, grad, state, ctx)
+        value = grad = None
+        if objectives:
+            point = rule.iterate(x, state)
+            if point is x and rule.uses_gradient:
+                value, grad = instances.objective_and_grad(x)
+            else:
+                value = instances.objective(point)
+        yield x, state, value
 
 
 def rollout(method: Method, instances: Instances, steps: int, differentiable: bool = False,
@@ -124,9 +155,9 @@ def _rollout_rule(rule: UpdateRule, instances: Instances, steps: int, seed: int)
     clock = StepClock(x.device)
     values = [instances.objective(x)]
     final, state = x, None
-    for x, state in unroll(rule, instances, steps, x=x, ctx=ctx):
+    for x, state, value in unroll_objectives(rule, instances, steps, x=x, ctx=ctx):
         final = rule.iterate(x, state)
-        values.append(instances.objective(final))
+        values.append(value)
         clock.tick()
     return Trajectory(torch.stack(values), final, state, clock.seconds())
 

@@ -24,7 +24,7 @@ from lightning import LightningModule
 from torch import Tensor
 
 from l2o.eval.metrics import median, relative_suboptimality
-from l2o.eval.rollout import pin_malloc_above_state, rollout, unroll
+from l2o.eval.rollout import pin_malloc_above_state, rollout, unroll_objectives
 from l2o.meta.losses import META_LOSSES
 from l2o.rules import LipschitzEstimate, StepContext, build_rule
 from problems import Instances
@@ -167,8 +167,8 @@ class MetaTrainer(LightningModule):
         ``state``. Returns the objectives F(x_k) ``(unroll, B)`` and the last ``x``, ``state``
         (what ``compile=True`` compiles as one graph)."""
         values = []
-        for x, state in unroll(rule, instances, self.hparams.unroll, x=x, state=state, ctx=ctx):
-            values.append(instances.objective(rule.iterate(x, state)))
+        for x, state, value in unroll_objectives(rule, instances, self.hparams.unroll, x=x, state=state, ctx=ctx):
+            values.append(value)
         return torch.stack(values), x, state
 
     # ------------------------------------------------------------ validation

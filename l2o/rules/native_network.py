@@ -46,9 +46,9 @@ outputs, on the group's V/4 rows per vector: the fused call costs what the netwo
 1M-parameter step took 65.9 against 76.1 ms for the chunked one (alternating runs, contended
 machine).
 
-It is compiled on first use with the system's C++ compiler (``$CXX``, else ``g++``) for the
-network's shape (``-DF0 -DH -DL -DK -DHIDDEN``), into ``$L2O_CACHE_DIR`` (default
-``~/.cache/l2o``), and loaded with ``ctypes``. It applies to float32 CPU rows without autograd, on CPUs
+It is compiled on first use by :func:`problems.native.compile_library` (the system's C++
+compiler, cached in ``$L2O_CACHE_DIR``) for the network's shape (``-DF0 -DH -DL -DK -DHIDDEN``)
+and the instruction set (:mod:`problems.native`). It applies to float32 CPU rows without autograd, on CPUs
 where torch dispatches AVX-512 or AVX2 (``torch.backends.cpu.get_cpu_capability()``; the widest
 runs, ``L2O_NATIVE=avx2`` picks AVX2 on an AVX-512 CPU and ``L2O_NATIVE=0`` none), to
 ``H = Vq + 4`` (H = 20 in every paper's rule, which both take), with at most 4 heads (3 in every
@@ -61,13 +61,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import math
-import os
-import shutil
-import subprocess
-import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,44 +69,11 @@ import torch
 from torch import Tensor
 
 from l2o.rules import kernels
+from problems.native import (AVX2, AVX512, INSTRUCTION_SETS, InstructionSet, available,  # noqa: F401 (re-exported)
+                             compile_library, instruction_set)
 
 SOURCE = Path(__file__).with_name("native_network.cpp")
-FLAGS = ("-O3", "-mprfchw", "-fno-math-errno", "-fopenmp", "-std=c++17", "-shared", "-fPIC")
 EXPONENT_SCALE = -math.log2(math.e)  # the gates' weights give t = −x log₂e, whose σ is 1 / (1 + 2^t)
-
-
-@dataclass(frozen=True)
-class InstructionSet:
-    """A vector instruction set the kernel is built for: its name (a value of ``L2O_NATIVE``),
-    float32 lanes per register, the compiler flags, and torch's capabilities that include it."""
-
-    name: str
-    vector: int
-    flags: tuple[str, ...]
-    capabilities: tuple[str, ...]
-
-
-AVX512 = InstructionSet("avx512", 16, ("-mavx512f", "-mavx512dq", "-mfma"), ("AVX512",))
-AVX2 = InstructionSet("avx2", 8, ("-mavx2", "-mfma"), ("AVX2", "AVX512"))
-INSTRUCTION_SETS = (AVX512, AVX2)  # the widest first
-
-
-def available() -> tuple[InstructionSet, ...]:
-    """The instruction sets of :data:`INSTRUCTION_SETS` that torch dispatches on this CPU
-    (``torch.backends.cpu.get_cpu_capability()``), the widest first."""
-    capability = torch.backends.cpu.get_cpu_capability()
-    return tuple(isa for isa in INSTRUCTION_SETS if capability in isa.capabilities)
-
-
-def instruction_set() -> InstructionSet | None:
-    """The instruction set the kernel runs on, from ``L2O_NATIVE``: ``1`` (the default) the widest
-    :func:`available` one, ``avx512`` or ``avx2`` that one where it is available, ``0`` none
-    (torch's path runs); any other value is an error."""
-    choice = os.environ.get("L2O_NATIVE", "1").lower()
-    if choice not in ("0", "1", *(isa.name for isa in INSTRUCTION_SETS)):
-        raise ValueError(f"L2O_NATIVE={choice!r}: expected 0, 1 or one of "
-                         f"{', '.join(isa.name for isa in INSTRUCTION_SETS)}")
-    return next((isa for isa in available() if choice in ("1", isa.name)), None)
 
 
 @dataclass(frozen=True)
@@ -138,36 +99,12 @@ def supported(shape: NetworkShape, isa: InstructionSet | None = None) -> bool:
     return isa is not None and shape.hidden % isa.vector == 4 and 1 <= shape.heads <= 4
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("L2O_CACHE_DIR", Path.home() / ".cache" / "l2o")) / "native"
-
-
 @functools.cache
 def library(shape: NetworkShape, isa: InstructionSet) -> ctypes.CDLL | None:
-    """The kernel compiled for ``shape`` and ``isa`` (cached on disk by source, flags and shape),
-    or None after one warning when no compiler is found, compiling fails, or the cache cannot be
-    written or loaded from."""
-    compiler = shutil.which(os.environ.get("CXX", "g++"))
-    if compiler is None:
-        warnings.warn("l2o: no C++ compiler ($CXX or g++) for the native network kernel; using torch's path")
-        return None
-    command = [compiler, *FLAGS, *isa.flags, *shape.defines()]
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(command).encode()).hexdigest()[:20]
-    target = cache_dir() / f"network-{key}.so"
-    try:
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-                built = Path(scratch) / target.name
-                result = subprocess.run([*command, str(SOURCE), "-o", str(built)], capture_output=True, text=True)
-                if result.returncode != 0:
-                    warnings.warn(f"l2o: compiling the native network kernel failed; using torch's path:\n"
-                                  f"{result.stderr[-2000:]}")
-                    return None
-                os.replace(built, target)  # atomic: concurrent processes see the whole file or none
-        kernel = ctypes.CDLL(str(target))
-    except OSError as error:  # an unwritable cache, a file that does not load
-        warnings.warn(f"l2o: the native network kernel is unavailable ({error}); using torch's path")
+    """The kernel compiled for ``shape`` and ``isa`` (:func:`problems.native.compile_library`:
+    cached on disk by source, flags and shape), or None after one warning."""
+    kernel = compile_library(SOURCE, [*isa.flags, *shape.defines()], "network", "the native network kernel")
+    if kernel is None:
         return None
     kernel.l2o_vector_width.restype = ctypes.c_int
     kernel.vector = kernel.l2o_vector_width()  # the lanes the weights are packed for

@@ -108,3 +108,127 @@ def test_compiled_products_equal_eager_and_stay_opaque_from_the_threshold(m, n, 
     torch.testing.assert_close(grad, eager_grad, rtol=1e-12, atol=1e-12)
     targets = {str(node.target) for node in graphs[0].graph.nodes if node.op == "call_function"}
     assert any("l2o.matvec" in t or "l2o::matvec" in t for t in targets) == opaque, targets
+
+
+def _normal_product_reference(A, x, c):
+    r = torch.einsum("bmn,bn->bm", A, x) + c
+    return r, torch.einsum("bmn,bm->bn", A, r)
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 7, 5), (2, 600, 33), (32, 250, 500)])
+def test_normal_product_equals_the_two_products_in_value_and_gradient(shape, dtype, native, monkeypatch):
+    """``r = A x + c``, ``Aᵀ r`` against float64 einsums: with the native kernel (rows in blocks
+    of 256, 4 at a time: 600 rows are 3 blocks and 7 leave 3 over) and without it."""
+    from problems import linalg
+
+    monkeypatch.setenv("L2O_NATIVE", native)
+    torch.manual_seed(0)
+    batch, m, n = shape
+    A = torch.randn(batch, m, n, dtype=dtype, requires_grad=True)
+    x = torch.randn(batch, n, dtype=dtype, requires_grad=True)
+    c = torch.randn(batch, m, dtype=dtype, requires_grad=True)
+    big = m * n >= linalg.OPAQUE_PRODUCT_ELEMENTS
+    if native == "1" and big and linalg.native_normal_product(A) is None:
+        pytest.skip("no native kernel on this machine")
+    outputs = linalg.normal_product(A, x, c)
+    reference = _normal_product_reference(A.double(), x.double(), c.double())
+    tolerance = 1e-12 if dtype == torch.float64 else 2e-6
+    scales = [t.detach().abs().max() for t in reference]
+    for output, expected, scale in zip(outputs, reference, scales):
+        assert output.dtype == dtype
+        torch.testing.assert_close(output.double(), expected, rtol=0, atol=tolerance * float(scale))
+    probes = [torch.randn_like(t) for t in reference]
+    grads = torch.autograd.grad(sum((t * p.to(dtype)).sum() for t, p in zip(outputs, probes)), (A, x, c))
+    expected = torch.autograd.grad(sum((t * p).sum() for t, p in zip(reference, probes)), (A, x, c))
+    for grad, want in zip(grads, expected):
+        torch.testing.assert_close(grad, want, rtol=0, atol=tolerance * float(want.abs().max()))
+
+
+def test_the_normal_product_op_passes_torchs_custom_op_checks_and_its_gradients():
+    """``opcheck`` and gradcheck / gradgradcheck of its backward (which is again the op, so the
+    float64 kernel where there is one)."""
+    from problems import linalg
+
+    torch.manual_seed(0)
+    inputs = (torch.randn(2, 6, 4, dtype=torch.float64, requires_grad=True),
+              torch.randn(2, 4, dtype=torch.float64, requires_grad=True),
+              torch.randn(2, 6, dtype=torch.float64, requires_grad=True))
+    torch.library.opcheck(linalg.opaque_normal_product, inputs)
+    assert torch.autograd.gradcheck(linalg.opaque_normal_product, inputs)
+    assert torch.autograd.gradgradcheck(linalg.opaque_normal_product, inputs)
+
+
+def test_an_instances_normal_product_does_not_depend_on_its_batch_or_the_threads():
+    """Bit for bit: instance 1 alone or among 5, with 1 thread or 2 (blocks of rows are fixed, and
+    their partial sums add in block order)."""
+    from problems import linalg
+
+    torch.manual_seed(0)
+    A, x, c = torch.randn(5, 600, 70), torch.randn(5, 70), torch.randn(5, 600)
+    if linalg.native_normal_product(A) is None:
+        pytest.skip("no native kernel on this machine")
+    threads = torch.get_num_threads()
+    try:
+        runs = []
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            runs += [linalg.normal_product(A, x, c), linalg.normal_product(A[1:2], x[1:2], c[1:2])]
+    finally:
+        torch.set_num_threads(threads)
+    for r, g in runs[::2]:
+        assert torch.equal(r[1:2], runs[1][0]) and torch.equal(g[1:2], runs[1][1])
+    for r, g in runs[1::2]:
+        assert torch.equal(r, runs[1][0]) and torch.equal(g, runs[1][1])
+
+
+def test_normal_product_keeps_nan_in_its_instance_and_takes_strided_data():
+    """A NaN in one instance's ``x`` fills that instance's outputs only, as the two products do;
+    a non-contiguous ``A`` (no kernel) still gives the right numbers."""
+    from problems import linalg
+
+    torch.manual_seed(0)
+    A, x, c = torch.randn(3, 130, 140), torch.randn(3, 140), torch.randn(3, 130)
+    x[1, 5] = float("nan")
+    r, g = linalg.normal_product(A, x, c)
+    assert r[1].isnan().all() and g[1].isnan().all()
+    assert torch.isfinite(r[[0, 2]]).all() and torch.isfinite(g[[0, 2]]).all()
+    strided = torch.randn(3, 140, 130).transpose(1, 2)
+    assert linalg.native_normal_product(strided) is None
+    for output, expected in zip(linalg.normal_product(strided, x[[0]].expand(3, -1).contiguous(), c),
+                                _normal_product_reference(strided, x[[0]].expand(3, -1), c)):
+        torch.testing.assert_close(output, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_a_failing_compiler_leaves_the_normal_product_on_torchs_products(monkeypatch, tmp_path):
+    from problems import linalg, native
+
+    if native.instruction_set() is None:
+        pytest.skip("no native instruction set on this machine")
+    monkeypatch.setenv("L2O_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CXX", "false")  # a "compiler" that exits 1
+    linalg._normal_product_library.cache_clear()
+    try:
+        A, x, c = torch.randn(2, 200, 100), torch.randn(2, 100), torch.randn(2, 200)
+        with pytest.warns(UserWarning, match="compiling the native normal-product kernel failed"):
+            assert linalg.native_normal_product(A) is None
+        for output, expected in zip(linalg.normal_product(A, x, c), _normal_product_reference(A, x, c)):
+            torch.testing.assert_close(output, expected, rtol=1e-5, atol=1e-4)
+    finally:
+        linalg._normal_product_library.cache_clear()
+
+
+@pytest.mark.parametrize("family", ["lasso", "shifted", "logistic"])
+def test_objective_and_grad_equal_objective_and_grad(family):
+    from problems import LassoFamily, LogisticL1Family, ShiftedInstances
+
+    if family == "logistic":
+        instances = LogisticL1Family(m=30, n=20).sample(3, seed=0, dtype=torch.float64)
+    else:
+        instances = LassoFamily(m=150, n=120, sparsity=10).sample(3, seed=0, dtype=torch.float64)
+        instances = ShiftedInstances.of(instances, 2.0) if family == "shifted" else instances
+    x = torch.randn(3, instances.dim, dtype=torch.float64)
+    value, grad = instances.objective_and_grad(x)
+    torch.testing.assert_close(value, instances.objective(x.clone()), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, instances.grad(x.clone()), rtol=1e-12, atol=1e-12)
