@@ -35,6 +35,7 @@ import logging
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -195,7 +196,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("out/compare_official"))
     args = parser.parse_args()
-    logging.getLogger("lightning").setLevel(logging.ERROR)  # one fit per timed batch: no banners
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # each sets its own level
+        logging.getLogger(name).setLevel(logging.ERROR)  # one fit per timed batch: no banners
+    warnings.filterwarnings("ignore", message=".*val_dataloader.*")  # timed batches skip validation
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own use of torch's pytree
     if args.official is None:
         print("compare_official: skipped (no --official PATH to a checkout of NetX-lab/GoMathL2O-Official)")
         return
