@@ -146,6 +146,43 @@ def test_normal_product_equals_the_two_products_in_value_and_gradient(shape, dty
         torch.testing.assert_close(grad, want, rtol=0, atol=tolerance * float(want.abs().max()))
 
 
+@pytest.mark.parametrize("shape", [(1, 2, 2), (32, 20, 40), (4, 250, 500)])
+def test_with_nothing_to_differentiate_the_kernel_runs_without_the_op_at_every_size(shape, monkeypatch):
+    """Eagerly, under ``no_grad`` or with no input that requires grad, the native kernel is called
+    directly (the op's dispatch costs more than small products); an input that requires grad
+    goes through the op (from the threshold) or the two products (below it)."""
+    from problems import linalg
+
+    torch.manual_seed(0)
+    batch, m, n = shape
+    A, x, c = torch.randn(batch, m, n), torch.randn(batch, n), torch.randn(batch, m)
+    if linalg.native_normal_product(A) is None:
+        pytest.skip("no native kernel on this machine")
+    calls = []
+
+    def refused(*args):
+        raise AssertionError("the op or the two products ran where the kernel should")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(linalg, "opaque_normal_product", refused)
+        patched.setattr(linalg, "_torch_normal_product", refused)
+        with torch.no_grad():
+            without_grad = linalg.normal_product(A, x, c)
+        plain = linalg.normal_product(A, x, c)
+    reference = _normal_product_reference(A.double(), x.double(), c.double())
+    for output, again, expected in zip(without_grad, plain, reference):
+        assert torch.equal(output, again)
+        torch.testing.assert_close(output.double(), expected, rtol=0, atol=2e-6 * float(expected.abs().max()))
+    for name in ("opaque_normal_product", "_torch_normal_product"):
+        original = getattr(linalg, name)
+        monkeypatch.setattr(linalg, name,
+                            lambda *args, name=name, original=original: calls.append(name) or original(*args))
+    r, g = linalg.normal_product(A, x.requires_grad_(), c)
+    big = m * n >= linalg.OPAQUE_PRODUCT_ELEMENTS
+    assert calls == ["opaque_normal_product" if big else "_torch_normal_product"]
+    assert r.requires_grad and g.requires_grad
+
+
 def test_the_normal_product_op_passes_torchs_custom_op_checks_and_its_gradients():
     """``opcheck`` and gradcheck / gradgradcheck of its backward (which is again the op, so the
     float64 kernel where there is one)."""
