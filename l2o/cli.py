@@ -110,10 +110,11 @@ def _scenario_families(family_name: str, family_params: dict[str, Any]):
 
 def evaluate_rule(rule, family_name: str, family_params: dict[str, Any], *, batch: int,
                   steps: int, seed: int, out: str | Path | None, label: str):
-    """The learned ``rule`` against the classical baselines on the default scenarios."""
-    from l2o.eval import classical_baselines, evaluate_scenarios, in_double
+    """The learned ``rule`` against the classical baselines on the default scenarios (float64
+    instances; the rule's network in the dtype it was trained in, as a user deploys it)."""
+    from l2o.eval import classical_baselines, evaluate_scenarios
 
-    methods = {label: in_double(rule), **classical_baselines()}
+    methods = {label: rule, **classical_baselines()}
     return evaluate_scenarios(
         methods, _scenario_families(family_name, family_params), batch=batch, steps=steps,
         seed=seed, baseline="FISTA", out=out, title=f"{family_name}: ",

@@ -19,7 +19,7 @@ import argparse
 import torch
 
 from l2o import zoo
-from l2o.eval import compare, in_double
+from l2o.eval import compare
 from l2o.meta import make_family
 from l2o.rules import LipschitzEstimate, SafeguardedRule
 
@@ -36,7 +36,7 @@ def main() -> None:
     # learned BFGS reads L only for H_0 and runs without it on the curvature scaling instead
     entries = [e for e in entries if e.rule.needs_lipschitz() and e.rule.uses_gradient and e.card["rule"] != "bfgs"]
     for entry in entries:
-        name, rule = entry.name, in_double(entry.rule)
+        name, rule = entry.name, entry.rule
         scale = zoo.lipschitz_scale(entry.card)
         training = entry.card["training"]
         instances = make_family(training["family"], training.get("family_params")).sample(
@@ -45,7 +45,7 @@ def main() -> None:
                    "exact L + safeguard": SafeguardedRule(rule),
                    "estimated L + safeguard": LipschitzEstimate(SafeguardedRule(rule), scale=scale)}
         if f"{name}-estimated-l" in available:
-            trained = in_double(zoo.load(f"{name}-estimated-l").rule)  # a LipschitzEstimate already
+            trained = zoo.load(f"{name}-estimated-l").rule  # a LipschitzEstimate already
             methods |= {f"{name}-estimated-l": trained,
                         f"{name}-estimated-l + safeguard": LipschitzEstimate(SafeguardedRule(trained.rule))}
         torch.manual_seed(0)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from l2o import zoo
-from l2o.eval import Table, compare, in_double, plot_convergence
+from l2o.eval import Table, compare, plot_convergence
 from l2o.eval.plots import plot_filename
 from l2o.rules import BFGSRule, ProxGDRule
 from problems import FAMILIES, LeastSquaresFamily
@@ -32,7 +32,7 @@ SHIFTS = {
 
 
 def methods_for(entry_name: str, family) -> dict:
-    rule = in_double(zoo.load(entry_name).rule).eval()
+    rule = zoo.load(entry_name).rule.eval()
     initial = rule.initial
     methods = {
         entry_name: rule,

@@ -22,7 +22,7 @@ import math
 from pathlib import Path
 
 from l2o import zoo
-from l2o.eval import Table, classical_baselines, default_scenarios, evaluate_scenarios, in_double
+from l2o.eval import Table, classical_baselines, default_scenarios, evaluate_scenarios
 from l2o.meta import make_family
 
 #: setting -> {method name: zoo entry}; the first is GoMathL2O's entry, whose family is used.
@@ -73,7 +73,7 @@ def main() -> None:
             continue
         training = zoo.load(entries["GoMathL2O"]).card["training"]
         family = make_family(training["family"], training["family_params"])
-        methods = {name: in_double(zoo.load(entry).rule) for name, entry in entries.items()}
+        methods = {name: zoo.load(entry).rule for name, entry in entries.items()}
         methods.update(classical_baselines())
         scenarios = default_scenarios(family)
         scenarios.update({f"paper OOD: x0 shifted {shift:+g}": family.shifted(x0_shift=shift)

@@ -34,7 +34,7 @@ from l2o import __version__, zoo
 from l2o.eval.compare import compare
 from l2o.eval.rollout import rollout
 from l2o.eval.plots import method_styles, plot_convergence, plot_filename
-from l2o.eval.report import classical_baselines, in_double
+from l2o.eval.report import classical_baselines
 from l2o.eval.tables import Table
 from l2o.rules import BFGSRule, FISTARule, LearnedBFGSRule, SafeguardedRule, UpdateRule, ZORule
 from problems import FAMILIES, ImageLassoFamily, Instances, IrisLogisticL1Family, ProblemFamily
@@ -129,7 +129,7 @@ def strongest_baselines(rule: UpdateRule, family_name: str) -> dict[str, UpdateR
 
 @dataclasses.dataclass
 class PlannedEntry:
-    """One zoo entry of a plan: its rule (float64), family, scenarios and methods."""
+    """One zoo entry of a plan: its rule (its network as trained, float32), family, scenarios and methods."""
 
     name: str
     family_name: str
@@ -150,7 +150,7 @@ def plan_ood(names: Iterable[str] | None = None, full: bool = False) -> list[Pla
         family_name, params = training.get("family"), training.get("family_params") or {}
         if family_name not in FAMILIES:
             raise ValueError(f"zoo entry {name!r} has no known training family ({family_name!r})")
-        rule = in_double(entry.rule).eval()
+        rule = entry.rule.eval()
         baselines = {**method_baselines(rule), **classical_baselines()} if full \
             else strongest_baselines(rule, family_name)
         methods = {name: rule, f"{name}+safeguard": SafeguardedRule(rule), **baselines}
