@@ -50,8 +50,8 @@ def in_double(rule: UpdateRule) -> UpdateRule:
     The evaluations (``l2o eval``, ``eval-ood``, the demo and the reproduction scripts) do not
     use it: they run a rule's network in the dtype it was trained in (float32) on float64
     instances, as a user deploys it, iterates and features in float64. Every zoo entry reaches
-    1e-4 in the same median iterations either way, its float32 network 1.0–3.8× faster per step
-    (``tests/eval/test_network_dtype.py`` checks the iterations)."""
+    1e-4 in the same median iterations either way, its float32 network 1.0–4.1× faster per step
+    (``scripts/network_dtype.py``; ``tests/eval/test_network_dtype.py`` checks the iterations)."""
     return copy.deepcopy(rule).to(torch.float64)
 
 
