@@ -51,15 +51,19 @@ class LeastSquaresInstances(Instances):
         """``Aᵀ (A x - b)``: from the kept residual at ``x``, else one :func:`normal_product`."""
         if self._last_residual.holds(x):
             return rmatvec(self.A, self.residual(x))
-        return self.f_and_grad(x)[1]
+        return self._residual_and_grad(x)[1]
 
     def f_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``½ ||A x - b||²`` and ``Aᵀ (A x - b)`` from one :func:`normal_product` (the residual
-        kept for the next call at ``x``)."""
+        """``½ ||A x - b||²`` and ``Aᵀ (A x - b)`` from one :func:`normal_product`."""
+        residual, grad = self._residual_and_grad(x)
+        return 0.5 * residual.pow(2).sum(-1), grad
+
+    def _residual_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``A x - b`` (kept for the next call at ``x``) and ``Aᵀ (A x - b)``, reading ``A`` once."""
         self.check_point(x)
         residual, grad = normal_product(self.A, x, -self.b)
         self._last_residual.put(x, residual)
-        return 0.5 * residual.pow(2).sum(-1), grad
+        return residual, grad
 
     def lipschitz(self) -> Tensor:
         """``||A||_2²`` (largest squared singular value)."""
