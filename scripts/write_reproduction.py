@@ -15,7 +15,9 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from l2o.eval.machine import summary
 
 
 def load(path: Path) -> dict[str, Any] | None:
@@ -26,11 +28,18 @@ def fmt(value: float) -> str:
     return "∞ (only l2o's method reaches it)" if math.isinf(value) else f"{value:.3g}×"
 
 
-def section(title: str, command: str, columns: list[str], rows: list[str]) -> list[str]:
-    """A Markdown section: title, command, a table with ``rows`` (a "not run" row if none)."""
+def measured_on(report: dict[str, Any] | None) -> list[str]:
+    """The line naming the machine a report was measured on (none for a report not run)."""
+    return [] if report is None else [summary(report.get("machine")), ""]
+
+
+def section(title: str, command: str, columns: list[str], report: dict[str, Any] | None,
+            rows_of: Callable[[dict[str, Any] | None], list[str]]) -> list[str]:
+    """A Markdown section: title, command, the machine, a table with ``rows_of(report)`` (a "not
+    run" row if none)."""
     empty = "| not run |" + " |" * (len(columns) - 1)
-    return [f"## {title}", "", command, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
-            *(rows or [empty]), ""]
+    return [f"## {title}", "", command, "", *measured_on(report), "| " + " | ".join(columns) + " |",
+            "|" + "---|" * len(columns), *(rows_of(report) or [empty]), ""]
 
 
 def scenarios(report: dict[str, Any] | None) -> dict[str, dict[str, dict[str, Any]]]:
@@ -68,8 +77,8 @@ def gomath_tables(out: Path) -> list[str]:
         last = max(int(k.split("@")[1]) for k in report["rows"][0] if k.startswith("rel@"))
         header = "| scenario | " + " | ".join(methods) + " |"
         rule = "|---|" + "---|" * len(methods)
-        lines += [f"### {setting}", "", "Median iterations to 1e-4 (median milliseconds to 1e-4, whole batch):", "",
-                  header, rule]
+        lines += [f"### {setting}", "", *measured_on(report),
+                  "Median iterations to 1e-4 (median milliseconds to 1e-4, whole batch):", "", header, rule]
         lines += [f"| {scenario} | " + " | ".join(cell(rows.get(m), "iters<=0.0001", "ms_to_0.0001") for m in methods)
                   + " |" for scenario, rows in grouped.items()]
         lines += ["", verdict(grouped), ""]
@@ -178,19 +187,19 @@ def main() -> None:
         ["study", "model", "T", "e", "SGD lr", "gain over GD (training batch)", "gain over GD (held out)",
          "held-out instances beating GD", "first meta-grad norm",
          "max meta-grad norm", "growth over T", "finite"],
-        ntk_rows(load(out / "reproduce_ntk" / "ntk_study.json")))
+        load(out / "reproduce_ntk" / "ntk_study.json"), ntk_rows)
     text += section(
         "Coordinate-wise BFGS step sizes (2024): \"up to 4× faster than scalar step sizes and hypergradient descent\"",
         "Command: `python scripts/reproduce_bfgs.py --batch 128 --steps 60` (iterations to 1e-4; "
         "speedup over BFGS + Armijo backtracking in iterations and in wall time).",
         ["scenario", "learned iters (ms)", "Armijo iters (ms)", "HD iters (ms)", "speedup (iters)", "speedup (time)"],
-        bfgs_rows(load(out / "reproduce_bfgs" / "report.json")))
+        load(out / "reproduce_bfgs" / "report.json"), bfgs_rows)
     text += section(
         "The multi-query paradox (2025): \"ZO-Avg is best at q = 1; ZO-Align improves with q up to the full subspace\"",
         "Command: `python scripts/zo_query_budget.py` (400 queries, 5 seeds × 32 instances; best q = the q "
         "with the lowest mean log relative suboptimality).",
         ["family", "best q ZO-Avg", "best q ZO-Align", "best q learned", "best rel: Avg / Align / learned"],
-        zo_rows(load(out / "zo_query_budget" / "report.json")))
+        load(out / "zo_query_budget" / "report.json"), zo_rows)
     Path(args.to).write_text("\n".join(text))
     print(f"wrote {args.to}")
 

@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 from typing import Any, Iterable
 
+from l2o.eval.machine import describe
+
 
 def _format(value: Any) -> str:
     if isinstance(value, float):
@@ -56,14 +58,17 @@ class Table:
         return buffer.getvalue()
 
     def to_json(self) -> str:
-        """JSON with ``inf``/``nan`` written as strings (JSON has no such numbers)."""
+        """JSON of the columns, the rows (``inf``/``nan`` written as strings: JSON has no such
+        numbers) and the machine writing it (:func:`~l2o.eval.machine.describe`), which is the
+        one that measured the rows wherever a script saves what it measured."""
         def clean(value: Any) -> Any:
             if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
                 return str(value)
             return value
 
         return json.dumps(
-            {"columns": self.columns, "rows": [{k: clean(v) for k, v in r.items()} for r in self.rows]},
+            {"columns": self.columns, "rows": [{k: clean(v) for k, v in r.items()} for r in self.rows],
+             "machine": describe()},
             indent=2,
         )
 
