@@ -8,21 +8,14 @@ from typing import Any
 
 import torch
 
+from l2o.rules.kernels import cpuinfo
+
 
 def cpu_name() -> str:
     """``model name (family F, model M)`` from ``/proc/cpuinfo`` on Linux (a VM may report only
     the vendor's brand there, so the family and model numbers name the core), else
     ``platform.processor()``; ``""`` where neither says."""
-    fields: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                key, _, value = line.partition(":")
-                if not key.strip():
-                    break  # the first processor's block is enough
-                fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        return platform.processor()
+    fields = cpuinfo()
     name = fields.get("model name", platform.processor())
     if "cpu family" in fields and "model" in fields:
         name += f" (family {fields['cpu family']}, model {fields['model']})"

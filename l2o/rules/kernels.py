@@ -155,18 +155,28 @@ ACTIVATIONS = {"none": lambda out: out, "relu": torch.relu_, "sigmoid": torch.si
 PRODUCT_LIBRARIES = ("auto", "onednn", "blas")
 
 
-def cpu_vendor() -> str:
-    """The CPU's vendor identifier (``GenuineIntel``, ``AuthenticAMD``, …): ``vendor_id`` of
-    ``/proc/cpuinfo`` on Linux, else the last word of ``platform.processor()`` (Windows writes
-    the vendor there); ``""`` where neither says."""
+def cpuinfo() -> dict[str, str]:
+    """The first processor's fields of ``/proc/cpuinfo`` (``vendor_id``, ``model name``, ``cpu
+    family``, ``model``, …); empty where there is no such file (not Linux)."""
+    fields: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
+        with open("/proc/cpuinfo", encoding="utf-8") as lines:
+            for line in lines:
                 key, _, value = line.partition(":")
-                if key.strip() == "vendor_id":
-                    return value.strip()
+                if not key.strip():
+                    break  # the blank line after the first processor's block
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    return fields
+
+
+def cpu_vendor() -> str:
+    """The CPU's vendor identifier (``GenuineIntel``, ``AuthenticAMD``, …): ``vendor_id`` of
+    :func:`cpuinfo` on Linux, else the last word of ``platform.processor()`` (Windows writes
+    the vendor there); ``""`` where neither says."""
+    if "vendor_id" in (fields := cpuinfo()):
+        return fields["vendor_id"]
     words = platform.processor().split()
     return words[-1] if words else ""
 
